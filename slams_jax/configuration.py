@@ -1,0 +1,321 @@
+"""Typed, frozen settings built from an ``ml_collections.ConfigDict`` at the entry point.
+
+The ConfigDict stops at ``train``/``demo``/``assimilate``: :func:`settings_from_config` validates it
+(unknown or missing keys, wrong types and values raise an error naming the key) and turns it into the
+frozen dataclasses below, which are what the rest of the package takes. A checkpoint stores
+``settings_to_dict(settings)`` as JSON, so :func:`settings_from_dict` can rebuild its model without the
+config file.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import types
+from typing import Any, Literal, Mapping, Union, get_args, get_origin, get_type_hints
+
+from slams_jax.kolmogorov import KolmogorovConfig
+from slams_jax.schedules import VPSchedule
+
+STAGES = ("autoencoder", "score", "pixel_score")
+Padding = Literal["circular", "zeros", "edge", "reflect", "pole"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModalitySettings:
+    """One modality: a named group of data variables that become channels.
+
+    Attributes:
+        name: Modality name (``state`` for the assimilated state).
+        variables: Data variable names stacked as channels, in order.
+        weight: Weight of this modality in the reconstruction loss.
+    """
+
+    name: str
+    variables: tuple[str, ...]
+    weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+    """Where the data come from and how they are split.
+
+    Attributes:
+        source: ``kolmogorov`` (generated, the embedded default) or ``era5``.
+        era5_path: Path of an ERA5 store (``era5`` source only).
+        cache_dir: Where generated data are cached; empty means ``WORKDIR/data``.
+        n_train, n_valid, n_test: Trajectories per split (split by trajectory).
+        n_states: States per trajectory.
+        modalities: The state modality first, then the auxiliary ones.
+        kolmogorov: Settings of the Kolmogorov-flow generator.
+    """
+
+    source: Literal["kolmogorov", "era5"] = "kolmogorov"
+    era5_path: str = ""
+    cache_dir: str = ""
+    n_train: int = 48
+    n_valid: int = 8
+    n_test: int = 8
+    n_states: int = 64
+    modalities: tuple[ModalitySettings, ...] = ()
+    kolmogorov: KolmogorovConfig = KolmogorovConfig()
+
+    @property
+    def state(self) -> ModalitySettings:
+        return self.modalities[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderSettings:
+    """The multimodal autoencoder (see :class:`slams_jax.autoencoder.MultimodalAutoencoder`)."""
+
+    latent_channels: int = 5
+    hidden_channels: tuple[int, ...] = (9, 8, 7, 6)
+    kernel_size: int = 5
+    downsample: int = 1
+    norm: Literal["batch", "group", "none"] = "batch"
+    activation: str = "relu"
+    padding: tuple[Padding, ...] = ("edge", "circular")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreSettings:
+    """The window score network (a modulated U-Net over ``2 * order + 1`` stacked states).
+
+    ``gaussian_skip`` adds the noise predictor that is exact for standardized Gaussian data to the
+    network's output (see :mod:`slams_jax.score`); the reference has none.
+    """
+
+    order: int = 2
+    embedding: int = 64
+    hidden_channels: tuple[int, ...] = (32, 64, 128)
+    hidden_blocks: tuple[int, ...] = (3, 3, 3)
+    kernel_size: int = 3
+    activation: str = "silu"
+    layer_norm: bool = False
+    padding: tuple[Padding, ...] = ("edge", "circular")
+    gaussian_skip: bool = False
+
+    @property
+    def window(self) -> int:
+        return 2 * self.order + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation of one stage.
+
+    Attributes:
+        steps: Total optimizer steps of the stage.
+        batch_size: Global batch size (states for the autoencoder, windows for the scores).
+        learning_rate: Peak learning rate of AdamW.
+        weight_decay: AdamW decoupled weight decay.
+        lr_schedule: ``cosine``, ``linear`` (to zero) or ``constant``, after ``warmup_steps``.
+        warmup_steps: Linear warm-up steps.
+        grad_clip: Global-norm gradient clipping threshold (0 disables).
+        ema_decay: Decay of the exponential moving average of the parameters.
+        aux_dropout: Probability of hiding each auxiliary modality from the encoder (autoencoder stage),
+            so the latent space also works when a modality is missing.
+        log_every, eval_every, checkpoint_every: Intervals in steps.
+        eval_batches: Validation batches per evaluation.
+        max_to_keep: Checkpoints kept per stage.
+    """
+
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 2e-4
+    weight_decay: float = 1e-3
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    aux_dropout: float = 0.0
+    log_every: int = 50
+    eval_every: int = 250
+    eval_batches: int = 4
+    checkpoint_every: int = 500
+    max_to_keep: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything an experiment needs, typed and frozen."""
+
+    seed: int
+    stages: tuple[str, ...]
+    data: DataSettings
+    autoencoder: AutoencoderSettings
+    score: ScoreSettings
+    pixel_score: ScoreSettings
+    sde: VPSchedule
+    train: Mapping[str, TrainSettings]
+
+    def __post_init__(self):
+        for stage in self.stages:
+            if stage not in STAGES:
+                raise ValueError(f"config.stages: unknown stage {stage!r}; expected some of {STAGES}")
+        if not self.data.modalities:
+            raise ValueError("config.data.modalities is empty: at least the state modality is required")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is wrong; the message names the key."""
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if _is_dataclass_type(tp):
+        if isinstance(value, tp):
+            return value
+        return _build(tp, value, path)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"config.{path}={value!r}: expected one of {choices}")
+        return value
+    if origin in (Union, types.UnionType):
+        errors = []
+        for arg in get_args(tp):
+            try:
+                return _convert(value, arg, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"config.{path}={value!r}: no accepted type ({'; '.join(errors)})")
+    if origin is tuple:
+        args = get_args(tp)
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise ConfigError(f"config.{path}={value!r}: expected a sequence")
+        items = list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(items))
+        if len(args) != len(items):
+            raise ConfigError(f"config.{path}={value!r}: expected {len(args)} items")
+        return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(args, items)))
+    if origin in (collections.abc.Mapping, dict):
+        _, vtype = get_args(tp)
+        return types.MappingProxyType({k: _convert(v, vtype, f"{path}.{k}") for k, v in dict(value).items()})
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config.{path}={value!r}: expected a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"config.{path}={value!r}: expected an integer")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config.{path}={value!r}: expected true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config.{path}={value!r}: expected a string")
+        return value
+    return value
+
+
+def _as_mapping(value: Any, path: str) -> dict:
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config.{path}: expected a group of keys, got {value!r}")
+    return dict(value)
+
+
+def _build(cls: type, value: Any, path: str) -> Any:
+    raw = _as_mapping(value, path)
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        where = f"config.{path}" if path else "config"
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected keys: {sorted(fields)}")
+    kwargs = {}
+    for name, field in fields.items():
+        sub = f"{path}.{name}" if path else name
+        if name not in raw or raw[name] is None:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"config.{sub} is missing")
+            continue
+        kwargs[name] = _convert(raw[name], hints[name], sub)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config.{path or cls.__name__}: {e}") from e
+
+
+def _train_settings(config: Mapping[str, Any]) -> dict[str, TrainSettings]:
+    """``config.train`` holds defaults; ``config.train.<stage>`` overrides some of them per stage."""
+    train = _as_mapping(config["train"], "train")
+    base = {k: v for k, v in train.items() if k not in STAGES}
+    result = {}
+    for stage in STAGES:
+        override = {k: v for k, v in _as_mapping(train.get(stage, {}), f"train.{stage}").items() if v is not None}
+        merged = {**base, **override}
+        result[stage] = _build(TrainSettings, merged, f"train.{stage}" if override else "train")
+    return result
+
+
+def settings_from_config(config: Any) -> Settings:
+    """Validate a ConfigDict (or nested dict) and convert it to :class:`Settings`.
+
+    Raises:
+        ConfigError: naming the offending key, for unknown, missing or ill-typed keys.
+    """
+    raw = _as_mapping(config, "")
+    expected = {"seed", "stages", "data", "autoencoder", "score", "pixel_score", "sde", "train"}
+    unknown = sorted(set(raw) - expected)
+    if unknown:
+        raise ConfigError(f"config: unknown top-level key(s) {unknown}; expected {sorted(expected)}")
+    missing = sorted(expected - set(raw))
+    if missing:
+        raise ConfigError(f"config: missing top-level key(s) {missing}")
+    stages = raw["stages"]
+    if isinstance(stages, str):
+        stages = tuple(s.strip() for s in stages.split(",") if s.strip())
+    return Settings(
+        seed=_convert(raw["seed"], int, "seed"),
+        stages=tuple(stages),
+        data=_build(DataSettings, raw["data"], "data"),
+        autoencoder=_build(AutoencoderSettings, raw["autoencoder"], "autoencoder"),
+        score=_build(ScoreSettings, raw["score"], "score"),
+        pixel_score=_build(ScoreSettings, raw["pixel_score"], "pixel_score"),
+        sde=_build(VPSchedule, raw["sde"], "sde"),
+        train=types.MappingProxyType(_train_settings(raw)),
+    )
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def settings_to_dict(settings: Settings) -> dict:
+    """JSON-compatible nested dict of the settings (stored with every checkpoint)."""
+    return _plain(settings)
+
+
+def settings_from_dict(d: Mapping[str, Any]) -> Settings:
+    """Inverse of :func:`settings_to_dict`."""
+    d = dict(d)
+    train = {"train": {**d["train"]["score"], **{s: d["train"][s] for s in STAGES}}}
+    return settings_from_config({**d, **train})
+
+
+__all__ = [
+    "STAGES", "ModalitySettings", "DataSettings", "AutoencoderSettings", "ScoreSettings",
+    "TrainSettings", "Settings", "ConfigError", "settings_from_config", "settings_to_dict",
+    "settings_from_dict",
+]

@@ -1,0 +1,210 @@
+"""Datasets: generation and caching of the embedded default, splits, normalization and batches.
+
+Arrays inside, xarray at the edges: a dataset is an ``xarray.Dataset`` whose data variables have dims
+``(trajectory, time, y, x)``; :func:`to_arrays` stacks each modality's variables into a channels-last
+array ``(trajectory, time, y, x, channel)`` (float32, NaN where the modality has no data, e.g. the ocean
+for precipitation). Batches are drawn statelessly from a PRNG key, so a resumed run sees exactly the
+batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Mapping
+
+import jax
+import numpy as np
+import xarray as xr
+
+from slams_jax._types import PRNGKey
+from slams_jax.configuration import DataSettings, ModalitySettings
+from slams_jax import kolmogorov
+
+SPLITS = ("train", "valid", "test")
+Arrays = dict[str, np.ndarray]
+
+
+def _kolmogorov_cache_path(data: DataSettings, seed: int, workdir: str | os.PathLike) -> Path:
+    spec = {
+        "seed": seed,
+        "n_trajectories": data.n_train + data.n_valid + data.n_test,
+        "n_states": data.n_states,
+        "solver": dataclasses.asdict(data.kolmogorov),
+    }
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    root = Path(data.cache_dir) if data.cache_dir else Path(workdir) / "data"
+    return root / f"kolmogorov-{digest}.nc"
+
+
+def load_dataset(data: DataSettings, seed: int, workdir: str | os.PathLike) -> xr.Dataset:
+    """The full dataset (all splits) as xarray, generated and cached on first use.
+
+    The Kolmogorov-flow set is written once to ``WORKDIR/data/kolmogorov-<hash>.nc`` (atomically:
+    a temporary file renamed into place) and reused while the generation settings are unchanged.
+    """
+    if data.source == "era5":
+        if not data.era5_path:
+            raise FileNotFoundError(
+                "config.data.era5_path is empty: the era5 config needs the path of an ERA5 store "
+                "(WeatherBench2 layout), e.g. --config.data.era5_path=/data/era5.zarr. The embedded "
+                "default that needs no download is configs/kolmogorov.py."
+            )
+        raise NotImplementedError(
+            f"config.data.era5_path={data.era5_path!r}: the ERA5 loader is not part of this version yet "
+            "(tracked as the 'Real data' issue); use configs/kolmogorov.py meanwhile."
+        )
+    path = _kolmogorov_cache_path(data, seed, workdir)
+    if not path.exists():
+        n = data.n_train + data.n_valid + data.n_test
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x4B4F4C)
+        ds = kolmogorov.make_dataset(key, n, data.n_states, data.kolmogorov)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        ds.to_netcdf(tmp)
+        os.replace(tmp, path)
+    with xr.open_dataset(path) as ds:
+        return ds.load()
+
+
+def split_dataset(ds: xr.Dataset, data: DataSettings) -> dict[str, xr.Dataset]:
+    """Split by trajectory: the first ``n_train``, then ``n_valid``, then ``n_test`` trajectories."""
+    counts = (data.n_train, data.n_valid, data.n_test)
+    total = ds.sizes.get("trajectory", 0)
+    if sum(counts) > total:
+        raise ValueError(
+            f"config.data asks for {counts} train/valid/test trajectories but the dataset has {total}"
+        )
+    bounds = np.cumsum((0,) + counts)
+    return {
+        name: ds.isel(trajectory=slice(int(lo), int(hi)))
+        for name, lo, hi in zip(SPLITS, bounds[:-1], bounds[1:])
+    }
+
+
+def to_arrays(ds: xr.Dataset, modalities: tuple[ModalitySettings, ...]) -> Arrays:
+    """Stack each modality's variables into ``(trajectory, time, y, x, channel)`` float32 arrays."""
+    arrays = {}
+    for m in modalities:
+        missing = [v for v in m.variables if v not in ds.data_vars]
+        if missing:
+            raise KeyError(
+                f"modality {m.name!r} needs variables {missing} that the dataset lacks; "
+                f"it has {sorted(ds.data_vars)}"
+            )
+        parts = []
+        for v in m.variables:
+            da = ds[v]
+            if da.dims != ("trajectory", "time", "y", "x"):
+                raise ValueError(
+                    f"variable {v!r} of modality {m.name!r} has dims {da.dims}; "
+                    "expected ('trajectory', 'time', 'y', 'x')"
+                )
+            parts.append(np.asarray(da.values, np.float32))
+        arrays[m.name] = np.stack(parts, axis=-1)
+    shapes = {k: a.shape[:-1] for k, a in arrays.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"modalities disagree on (trajectory, time, y, x): {shapes}")
+    return arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+    """Per-modality, per-channel affine normalization ``(x - mean) / std`` (NaN-aware)."""
+
+    mean: Mapping[str, tuple[float, ...]]
+    std: Mapping[str, tuple[float, ...]]
+
+    def normalize(self, name: str, x):
+        m = np.asarray(self.mean[name], np.float32)
+        s = np.asarray(self.std[name], np.float32)
+        return (x - m.reshape((1,) * (x.ndim - 1) + (-1,))) / s.reshape((1,) * (x.ndim - 1) + (-1,))
+
+    def denormalize(self, name: str, x):
+        m = np.asarray(self.mean[name], np.float32)
+        s = np.asarray(self.std[name], np.float32)
+        return x * s.reshape((1,) * (x.ndim - 1) + (-1,)) + m.reshape((1,) * (x.ndim - 1) + (-1,))
+
+    def to_dict(self) -> dict:
+        return {"mean": {k: list(v) for k, v in self.mean.items()}, "std": {k: list(v) for k, v in self.std.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Normalization":
+        return cls(
+            mean={k: tuple(float(x) for x in v) for k, v in d["mean"].items()},
+            std={k: tuple(float(x) for x in v) for k, v in d["std"].items()},
+        )
+
+
+def fit_normalization(arrays: Arrays) -> Normalization:
+    """Per-channel mean and standard deviation over valid points of the training arrays."""
+    mean, std = {}, {}
+    for name, a in arrays.items():
+        flat = a.reshape(-1, a.shape[-1]).astype(np.float64)
+        valid = np.isfinite(flat)
+        if not valid.any(axis=0).all():
+            raise ValueError(f"modality {name!r} has a channel with no valid value in the training split")
+        mu = np.nanmean(flat, axis=0)
+        sd = np.nanstd(flat, axis=0)
+        mean[name] = tuple(float(x) for x in mu)
+        std[name] = tuple(float(max(x, 1e-6)) for x in sd)
+    return Normalization(mean=mean, std=std)
+
+
+def normalize_arrays(arrays: Arrays, norm: Normalization) -> Arrays:
+    return {k: norm.normalize(k, a).astype(np.float32) for k, a in arrays.items()}
+
+
+def sample_states(key: PRNGKey, arrays: Arrays, batch_size: int) -> Arrays:
+    """A batch of single states: ``{modality: (batch, y, x, channel)}``, indices drawn from ``key``."""
+    first = next(iter(arrays.values()))
+    n_traj, n_time = first.shape[:2]
+    idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n_traj * n_time))
+    traj, time = np.divmod(idx, n_time)
+    return {k: a[traj, time] for k, a in arrays.items()}
+
+
+def sample_windows(key: PRNGKey, arrays: Arrays, batch_size: int, window: int) -> Arrays:
+    """A batch of windows of consecutive states: ``{modality: (batch, window, y, x, channel)}``."""
+    first = next(iter(arrays.values()))
+    n_traj, n_time = first.shape[:2]
+    if n_time < window:
+        raise ValueError(f"trajectories have {n_time} states, fewer than the score window {window}")
+    per_traj = n_time - window + 1
+    idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n_traj * per_traj))
+    traj, start = np.divmod(idx, per_traj)
+    time = start[:, None] + np.arange(window)[None, :]
+    return {k: a[traj[:, None], time] for k, a in arrays.items()}
+
+
+def check_batch(batch: Mapping[str, np.ndarray], modalities: tuple[ModalitySettings, ...], what: str) -> None:
+    """Raise a clear error for a batch with a missing modality, a wrong channel count or NaN in the state.
+
+    Auxiliary modalities may hold NaN (missing data); the state modality may not.
+    """
+    for i, m in enumerate(modalities):
+        if m.name not in batch:
+            raise KeyError(f"{what}: modality {m.name!r} is missing from the batch (has {sorted(batch)})")
+        a = batch[m.name]
+        if a.shape[-1] != len(m.variables):
+            raise ValueError(
+                f"{what}: modality {m.name!r} has {a.shape[-1]} channels, expected {len(m.variables)} "
+                f"({', '.join(m.variables)}); shape {a.shape}"
+            )
+        if i == 0:
+            bad = ~np.isfinite(a)
+            if bad.any():
+                chans = [m.variables[c] for c in np.unique(np.nonzero(bad)[-1])]
+                raise ValueError(
+                    f"{what}: state modality {m.name!r} has {int(bad.sum())} NaN/inf values "
+                    f"(channels {chans}); the state must be complete"
+                )
+
+
+__all__ = [
+    "SPLITS", "Normalization", "load_dataset", "split_dataset", "to_arrays", "fit_normalization",
+    "normalize_arrays", "sample_states", "sample_windows", "check_batch",
+]

@@ -1,0 +1,40 @@
+"""Shared test fixtures: tiny configs that train in seconds on a CPU."""
+
+import runpy
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str = "kolmogorov", variant: str = ""):
+    return runpy.run_path(str(ROOT / "configs" / f"{name}.py"))["get_config"](variant)
+
+
+def tiny_config(stages=("autoencoder", "score"), steps=6):
+    """The Kolmogorov config shrunk to a 16x16 grid, a handful of trajectories and steps."""
+    c = load_config()
+    c.stages = stages
+    c.data.n_train, c.data.n_valid, c.data.n_test, c.data.n_states = 3, 1, 1, 8
+    k = c.data.kolmogorov
+    k.grid, k.out_grid = 32, 16
+    k.spinup_time = 1.0
+    k.spinup_grid = 32
+    k.relax_time = 0.2
+    c.autoencoder.hidden_channels = (8, 8)
+    c.autoencoder.latent_channels = 2
+    c.autoencoder.downsample = 2
+    for s in (c.score, c.pixel_score):
+        s.order = 1
+        s.embedding = 8
+        s.hidden_channels = (8, 8)
+        s.hidden_blocks = (1, 1)
+    c.train.steps = steps
+    c.train.autoencoder.steps = steps
+    c.train.batch_size = 4
+    c.train.warmup_steps = 2
+    c.train.log_every = 2
+    c.train.eval_every = 3
+    c.train.eval_batches = 1
+    c.train.checkpoint_every = 3
+    c.train.max_to_keep = 3
+    return c

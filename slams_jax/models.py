@@ -6,6 +6,11 @@ rebuilds its own model without the config file.
 
 from __future__ import annotations
 
+from typing import Mapping
+
+import jax
+
+from slams_jax._types import PyTree
 from slams_jax.autoencoder import MultimodalAutoencoder
 from slams_jax.configuration import ScoreSettings, Settings
 from slams_jax.score import MarkovScore
@@ -54,4 +59,26 @@ def build_score(settings: Settings, stage: str) -> MarkovScore:
     return MarkovScore(network=network, order=s.order, spatial=len(s.padding), skip=skip)
 
 
-__all__ = ["build_autoencoder", "build_score", "state_channels"]
+def encode_states(settings: Settings, variables: PyTree, batch: Mapping[str, jax.Array]) -> jax.Array:
+    """Encode ``{modality: (*batch, y, x, channel)}`` with the autoencoder in inference mode."""
+    model = build_autoencoder(settings)
+    first = batch[settings.data.state.name]
+    lead = first.shape[:-3]
+    flat = {k: v.reshape((-1,) + v.shape[-3:]) for k, v in batch.items()}
+    z = model.apply(variables, flat, method="encode", train=False)
+    return z.reshape(lead + z.shape[1:])
+
+
+def standardize(z: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+    """Per-channel ``(z - mean) / std`` over the last axis."""
+    shape = (1,) * (z.ndim - 1) + (-1,)
+    return (z - mean.reshape(shape)) / std.reshape(shape)
+
+
+def unstandardize(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+    """Inverse of :func:`standardize`."""
+    shape = (1,) * (x.ndim - 1) + (-1,)
+    return x * std.reshape(shape) + mean.reshape(shape)
+
+
+__all__ = ["build_autoencoder", "build_score", "state_channels", "encode_states", "standardize", "unstandardize"]

@@ -18,7 +18,7 @@ from slams_jax._types import Array, Float, PRNGKey, PyTree
 from slams_jax.checkpointing import CheckpointError, StageCheckpointer
 from slams_jax.configuration import Settings, settings_from_dict
 from slams_jax.datasets import Normalization
-from slams_jax.models import build_autoencoder, build_score
+from slams_jax.models import build_autoencoder, build_score, encode_states, standardize, unstandardize
 from slams_jax.samplers import predictor_corrector
 from slams_jax.score import MarkovScore
 
@@ -71,20 +71,12 @@ class TrainedModel:
 
     def encode(self, values: Mapping[str, Float[Array, "*batch y x c"]]) -> Float[Array, "*batch h w latent"]:
         """Normalized modalities -> standardized latent state (the space the latent prior lives in)."""
-        model = build_autoencoder(self.settings)
-        first = values[self.settings.data.state.name]
-        lead = first.shape[:-3]
-        flat = {k: v.reshape((-1,) + v.shape[-3:]) for k, v in values.items()}
-        z = model.apply(self.autoencoder, flat, method="encode", train=False)
-        z = z.reshape(lead + z.shape[1:])
-        shape = (1,) * (z.ndim - 1) + (-1,)
-        return (z - self.latent_mean.reshape(shape)) / self.latent_std.reshape(shape)
+        return standardize(encode_states(self.settings, self.autoencoder, values), self.latent_mean, self.latent_std)
 
     def decode(self, z: Float[Array, "*batch h w latent"], modality: str | None = None):
         """Standardized latent state -> normalized modality (or all modalities when ``modality`` is None)."""
         model = build_autoencoder(self.settings)
-        shape = (1,) * (z.ndim - 1) + (-1,)
-        z = z * self.latent_std.reshape(shape) + self.latent_mean.reshape(shape)
+        z = unstandardize(z, self.latent_mean, self.latent_std)
         lead = z.shape[:-3]
         flat = z.reshape((-1,) + z.shape[-3:])
         if modality is None:

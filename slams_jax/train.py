@@ -39,7 +39,7 @@ from slams_jax.autoencoder import masked_mse
 from slams_jax.checkpointing import CheckpointError, StageCheckpointer
 from slams_jax.configuration import Settings, TrainSettings, settings_from_config, settings_to_dict
 from slams_jax import datasets
-from slams_jax.models import build_autoencoder, build_score
+from slams_jax.models import build_autoencoder, build_score, encode_states, standardize
 from slams_jax.pretrained import autoencoder_variables
 from slams_jax.score import denoising_loss
 
@@ -169,16 +169,6 @@ def autoencoder_loss_fn(settings: Settings, aux_dropout: float) -> LossFn:
     return loss_fn
 
 
-def encode_states(settings: Settings, variables: PyTree, batch: Mapping[str, jax.Array]) -> jax.Array:
-    """Encode ``{modality: (*batch, y, x, channel)}`` with the autoencoder in inference mode."""
-    model = build_autoencoder(settings)
-    first = batch[settings.data.state.name]
-    lead = first.shape[:-3]
-    flat = {k: v.reshape((-1,) + v.shape[-3:]) for k, v in batch.items()}
-    z = model.apply(variables, flat, method="encode", train=False)
-    return z.reshape(lead + z.shape[1:])
-
-
 def score_loss_fn(settings: Settings, stage: str) -> LossFn:
     """Denoising loss of the window score, on standardized latents (``score``) or states (``pixel_score``)."""
     score = build_score(settings, stage)
@@ -188,9 +178,7 @@ def score_loss_fn(settings: Settings, stage: str) -> LossFn:
         del batch_stats, train
         if stage == "score":
             z = encode_states(settings, frozen["autoencoder"], batch)  # (B, W, h, w, c)
-            shape = (1,) * (z.ndim - 1) + (-1,)
-            x = (z - frozen["latent_mean"].reshape(shape)) / frozen["latent_std"].reshape(shape)
-            x = jax.lax.stop_gradient(x)
+            x = jax.lax.stop_gradient(standardize(z, frozen["latent_mean"], frozen["latent_std"]))
         else:
             x = batch[state_name]
         loss = denoising_loss(lambda xt, t: score.window_eps(params, xt, t), settings.sde, key, x)
@@ -202,21 +190,27 @@ def score_loss_fn(settings: Settings, stage: str) -> LossFn:
 def init_state(settings: Settings, stage: str, key: PRNGKey, example: Mapping[str, np.ndarray], frozen) -> TrainState:
     """Initial :class:`TrainState` of a stage, shaped after an example batch."""
     optimizer = make_optimizer(settings.train[stage])
+    # Initialisation runs once: compile it as one program, unoptimised (eager init of these networks
+    # takes 10-20 s on a CPU, an optimised compile about 6 s, this about 3 s).
+    jit_init = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
     if stage == "autoencoder":
         model = build_autoencoder(settings)
-        variables = model.init(key, {k: jnp.asarray(v) for k, v in example.items()}, train=False)
+        variables = jit_init(functools.partial(model.init, train=False))(
+            key, {k: jnp.asarray(v) for k, v in example.items()})
         params = variables["params"]
         batch_stats = variables.get("batch_stats", {})
     else:
         score = build_score(settings, stage)
         if stage == "score":
-            z = encode_states(settings, frozen["autoencoder"], {k: jnp.asarray(v) for k, v in example.items()})
+            batch = {k: jnp.asarray(v) for k, v in example.items()}
+            z = jax.eval_shape(functools.partial(encode_states, settings), frozen["autoencoder"], batch)
+            z = jnp.zeros(z.shape, z.dtype)
         else:
             z = jnp.asarray(example[settings.data.state.name])
         t = jnp.zeros(z.shape[:1], z.dtype)
         flat = jnp.moveaxis(z, 1, -2)
         flat = flat.reshape(flat.shape[:-2] + (-1,))
-        params = score.network.init(key, flat, t)["params"]
+        params = jit_init(score.network.init)(key, flat, t)["params"]
         batch_stats = {}
     return TrainState(
         step=jnp.array(0, jnp.int32),

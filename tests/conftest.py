@@ -9,6 +9,13 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
+def _float32_precision():
+    # GPUs default to TF32 convolutions and matmuls (~1e-3 relative error); the comparisons assume float32.
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _strict_promotion():
     with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
         yield

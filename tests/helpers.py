@@ -1,7 +1,13 @@
 """Shared test fixtures: tiny configs that train in seconds on a CPU."""
 
+import functools
+import math
 import runpy
 from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,3 +44,24 @@ def tiny_config(stages=("autoencoder", "score"), steps=6):
     c.train.checkpoint_every = 3
     c.train.max_to_keep = 3
     return c
+
+
+# The test networks are tiny, so compiling dominates their cost on CPU; LLVM optimisation is most of it.
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+
+
+def _field(seed, shape):
+    # numpy RNG: jax.random would compile a sampler for every new shape, which dominates test time on CPU.
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype=jnp.float32)
+
+
+def _params(module, *args, seed=0):
+    """Random parameters with the structure of module.init, without compiling an initializer."""
+    shapes = jax.eval_shape(module.init, jax.random.key(0), *args)
+    rng = np.random.default_rng(seed)
+
+    def fill(leaf):
+        scale = 1.0 / math.sqrt(math.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 0.1
+        return jnp.asarray(rng.standard_normal(leaf.shape) * scale, dtype=leaf.dtype)
+
+    return jax.tree.map(fill, shapes)

@@ -10,25 +10,10 @@ import pytest
 
 from slams_jax.autoencoder import MultimodalAutoencoder, masked_mse
 from slams_jax.layers import Conv
+from helpers import jit, _field
 
 MODALITIES = (("state", 2), ("sst", 1), ("obs", 3))
 SMALL = dict(latent_channels=2, hidden_channels=(4, 3), kernel_size=3)
-
-
-@pytest.fixture(autouse=True)
-def _float32_precision():
-    # GPUs default to TF32 convolutions and matmuls (~1e-3 relative error); the comparisons here assume float32.
-    with jax.default_matmul_precision("highest"):
-        yield
-
-
-# The test networks are tiny, so compiling dominates their cost on CPU; LLVM optimisation is most of it.
-jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
-
-
-def _field(seed, shape):
-    # numpy RNG: jax.random would compile a sampler for every new shape, which dominates test time on CPU.
-    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype=jnp.float32)
 
 
 def _values(seed=0, batch=2, grid=(8, 16)):

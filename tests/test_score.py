@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import _params, jit
 from slams_jax.schedules import VPSchedule
 from slams_jax.score import MarkovScore, denoising_loss, fold_windows, tweedie_denoise, unfold_windows
 from slams_jax.unet import ScoreUNet
@@ -38,8 +39,9 @@ def test_trajectory_equals_window_when_they_coincide():
     score = _tiny_score(order=2)
     x = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 8, 8, 2))
     t = jnp.array([0.1, 0.5, 0.9])
-    params = score.network.init(jax.random.PRNGKey(1), x[:, 0].repeat(5, axis=-1), t)["params"]
-    np.testing.assert_allclose(score.trajectory_eps(params, x, t), score.window_eps(params, x, t), rtol=1e-6, atol=1e-6)
+    params = _params(score.network, x[:, 0].repeat(5, axis=-1), t)["params"]
+    np.testing.assert_allclose(jit(score.trajectory_eps)(params, x, t), jit(score.window_eps)(params, x, t),
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_trajectory_composition_uses_the_right_window():
@@ -48,11 +50,12 @@ def test_trajectory_composition_uses_the_right_window():
     score = _tiny_score(order=order)
     x = jax.random.normal(jax.random.PRNGKey(2), (length, 8, 8, 2))
     t = jnp.float32(0.3)
-    params = score.network.init(jax.random.PRNGKey(3), x[0].repeat(3, axis=-1)[None], t[None])["params"]
-    full = score.trajectory_eps(params, x, t)
+    params = _params(score.network, x[0].repeat(3, axis=-1)[None], t[None])["params"]
+    full = jit(score.trajectory_eps)(params, x, t)
+    window = jit(score.window_eps)
     for i in range(length):
         start = min(max(i - order, 0), length - 2 * order - 1)
-        local = score.window_eps(params, x[start:start + 3], t)
+        local = window(params, x[start:start + 3], t)
         np.testing.assert_allclose(full[i], local[i - start], rtol=1e-4, atol=2e-5)
 
 

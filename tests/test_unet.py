@@ -9,34 +9,7 @@ import numpy as np
 import pytest
 
 from slams_jax.unet import ScoreUNet, UNet
-
-
-@pytest.fixture(autouse=True)
-def _float32_precision():
-    # GPUs default to TF32 convolutions and matmuls (~1e-3 relative error); the comparisons here assume float32.
-    with jax.default_matmul_precision("highest"):
-        yield
-
-
-# The test networks are tiny, so compiling dominates their cost on CPU; LLVM optimisation is most of it.
-jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
-
-
-def _field(seed, shape):
-    # numpy RNG: jax.random would compile a sampler for every new shape, which dominates test time on CPU.
-    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype=jnp.float32)
-
-
-def _params(module, *args, seed=0):
-    """Random parameters with the structure of module.init, without compiling an initializer."""
-    shapes = jax.eval_shape(module.init, jax.random.key(0), *args)
-    rng = np.random.default_rng(seed)
-
-    def fill(leaf):
-        scale = 1.0 / math.sqrt(math.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 0.1
-        return jnp.asarray(rng.standard_normal(leaf.shape) * scale, dtype=leaf.dtype)
-
-    return jax.tree.map(fill, shapes)
+from helpers import jit, _field, _params
 
 
 # Two levels are enough to exercise heads, strided convs, skips and tails; three for the roll period 4.

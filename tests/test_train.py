@@ -143,3 +143,22 @@ def test_train_step_gradients_state_structure_and_determinism():
         assert a.dtype == b.dtype and a.shape == b.shape
     assert int(s2.step) == 2
     assert np.isfinite(float(m1["loss"]))
+
+
+def test_demo_report_on_a_trained_workdir(trained, tmp_path):
+    """The demo resumes the finished stages and writes a complete, finite metrics.json."""
+    from slams_jax.demo import format_report, run_demo
+
+    workdir, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy)
+    report = run_demo(copy, quick=True, config=tiny_config(stages=("autoencoder", "score", "pixel_score")))
+    saved = json.loads((copy / "metrics.json").read_text())
+    assert set(saved["autoencoder"]) == {"state", "precip", "olr"}
+    for per in saved["autoencoder"].values():
+        for r in per.values():
+            assert np.isfinite(r["rmse"]) and r["rmse"] > 0 and np.isfinite(r["relative_rmse"])
+    prior = saved["prior"]
+    assert prior["finite"] and set(prior["std"]) == {"u", "v"}
+    assert prior["energy_spectrum_ratio"] and all(np.isfinite(v) for v in prior["energy_spectrum_ratio"].values())
+    assert "kinetic energy" in format_report(report)

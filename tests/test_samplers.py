@@ -5,7 +5,6 @@ eps(x_t, t) = sigma_t (x_t - mu_t m) / (mu_t^2 s^2 + sigma_t^2), so the sampler 
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

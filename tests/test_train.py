@@ -13,7 +13,7 @@ from slams_jax import datasets
 from slams_jax.checkpointing import CheckpointError, StageCheckpointer
 from slams_jax.configuration import settings_from_config
 from slams_jax.pretrained import load_trained
-from slams_jax.train import TrainState, init_state, make_optimizer, train_and_evaluate, train_step, autoencoder_loss_fn
+from slams_jax.train import init_state, make_optimizer, train_and_evaluate, train_step, autoencoder_loss_fn
 
 
 @pytest.fixture(scope="module")

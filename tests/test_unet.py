@@ -1,7 +1,5 @@
 """Tests for slams_jax.unet: shapes, boundary conditions, batching, gradients, determinism."""
 
-import functools
-import math
 
 import jax
 import jax.numpy as jnp

@@ -215,7 +215,8 @@ def init_state(settings: Settings, stage: str, key: PRNGKey, example: Mapping[st
     return TrainState(
         step=jnp.array(0, jnp.int32),
         params=params,
-        ema_params=params,
+        # a separate copy: the step donates the state, and one buffer cannot be donated twice
+        ema_params=jax.tree_util.tree_map(jnp.copy, params),
         opt_state=optimizer.init(params),
         batch_stats=batch_stats,
     )

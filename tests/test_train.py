@@ -76,8 +76,14 @@ def test_resume_continues_exactly(trained, stage, tmp_path):
     train_and_evaluate(tiny_config(stages=("autoencoder", "score", "pixel_score")), copy)
     resumed = _final_params(copy, stage)
     assert int(resumed["step"]) == 6
-    jax.tree_util.tree_map(np.testing.assert_array_equal, resumed["params"], expected["params"])
-    jax.tree_util.tree_map(np.testing.assert_array_equal, resumed["ema_params"], expected["ema_params"])
+    if jax.default_backend() == "cpu":
+        same = np.testing.assert_array_equal
+    else:
+        # GPU convolutions and reductions are not bitwise reproducible between two runs (without
+        # --xla_gpu_deterministic_ops), resumed or not: agree to float32 round-off of the updates.
+        same = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    jax.tree_util.tree_map(same, resumed["params"], expected["params"])
+    jax.tree_util.tree_map(same, resumed["ema_params"], expected["ema_params"])
 
 
 def test_corrupt_checkpoint_is_named(trained, tmp_path):

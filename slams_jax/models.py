@@ -69,6 +69,18 @@ def encode_states(settings: Settings, variables: PyTree, batch: Mapping[str, jax
     return z.reshape(lead + z.shape[1:])
 
 
+def decode_states(settings: Settings, variables: PyTree, z: jax.Array, modality: str | None = None):
+    """Decode latents ``(*batch, h, w, latent)`` in inference mode: every modality, or only ``modality``."""
+    model = build_autoencoder(settings)
+    lead = z.shape[:-3]
+    flat = z.reshape((-1,) + z.shape[-3:])
+    if modality is None:
+        out = model.apply(variables, flat, method="decode", train=False)
+        return {k: v.reshape(lead + v.shape[1:]) for k, v in out.items()}
+    out = model.apply(variables, flat, modality, method="decode_modality", train=False)
+    return out.reshape(lead + out.shape[1:])
+
+
 def standardize(z: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
     """Per-channel ``(z - mean) / std`` over the last axis."""
     shape = (1,) * (z.ndim - 1) + (-1,)
@@ -81,4 +93,4 @@ def unstandardize(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
     return x * std.reshape(shape) + mean.reshape(shape)
 
 
-__all__ = ["build_autoencoder", "build_score", "state_channels", "encode_states", "standardize", "unstandardize"]
+__all__ = ["build_autoencoder", "build_score", "state_channels", "encode_states", "decode_states", "standardize", "unstandardize"]

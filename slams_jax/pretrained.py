@@ -18,7 +18,7 @@ from slams_jax._types import Array, Float, PRNGKey, PyTree
 from slams_jax.checkpointing import CheckpointError, StageCheckpointer
 from slams_jax.configuration import Settings, settings_from_dict
 from slams_jax.datasets import Normalization
-from slams_jax.models import build_autoencoder, build_score, encode_states, standardize, unstandardize
+from slams_jax.models import build_score, decode_states, encode_states, standardize, unstandardize
 from slams_jax.samplers import predictor_corrector
 from slams_jax.score import MarkovScore
 
@@ -75,15 +75,8 @@ class TrainedModel:
 
     def decode(self, z: Float[Array, "*batch h w latent"], modality: str | None = None):
         """Standardized latent state -> normalized modality (or all modalities when ``modality`` is None)."""
-        model = build_autoencoder(self.settings)
         z = unstandardize(z, self.latent_mean, self.latent_std)
-        lead = z.shape[:-3]
-        flat = z.reshape((-1,) + z.shape[-3:])
-        if modality is None:
-            out = model.apply(self.autoencoder, flat, method="decode", train=False)
-            return {k: v.reshape(lead + v.shape[1:]) for k, v in out.items()}
-        out = model.apply(self.autoencoder, flat, modality, method="decode_modality", train=False)
-        return out.reshape(lead + out.shape[1:])
+        return decode_states(self.settings, self.autoencoder, z, modality)
 
     def prior(self, stage: str = "score") -> tuple[MarkovScore, PyTree]:
         """The window score model of ``stage`` and its parameters."""

@@ -104,6 +104,16 @@ class MarkovScore:
         # (..., time, *spatial, channel)
         return -(self.spatial + 2)
 
+    def _stack(self, x: Array) -> Array:
+        """States of a window stacked into channels, state-major: ``(*batch, *spatial, window * channel)``."""
+        moved = jnp.moveaxis(x, self._time_axis(), -2)
+        return moved.reshape(moved.shape[:-2] + (moved.shape[-2] * moved.shape[-1],))
+
+    def init(self, key: PRNGKey, x: Float[Array, "..."]) -> PyTree:
+        """Parameters of the window network for windows shaped like ``x`` ``(*batch, window, ...)``."""
+        t = jnp.zeros(x.shape[: self._time_axis() + x.ndim], x.dtype)
+        return self.network.init(key, self._stack(x), t)["params"]
+
     def window_eps(
         self, params: PyTree, x: Float[Array, "..."], t: Float[Array, "*batch"]
     ) -> Float[Array, "..."]:
@@ -112,12 +122,9 @@ class MarkovScore:
         if x.shape[ax] != self.window:
             raise ValueError(f"window_eps expects {self.window} states on axis {ax}, got shape {x.shape}")
         batch = x.shape[:ax]
-        # stack states into channels, state-major: (*batch, *spatial, window * channel)
-        moved = jnp.moveaxis(x, ax, -2)
-        flat = moved.reshape(moved.shape[:-2] + (moved.shape[-2] * moved.shape[-1],))
         t = jnp.broadcast_to(jnp.asarray(t, x.dtype), batch)
-        eps = self.network.apply({"params": params}, flat, t)
-        eps = jnp.moveaxis(eps.reshape(moved.shape), -2, ax)
+        eps = self.network.apply({"params": params}, self._stack(x), t)
+        eps = jnp.moveaxis(eps.reshape(jnp.moveaxis(x, ax, -2).shape), -2, ax)
         if self.skip is not None:
             mu, sigma = self.skip.mu(t), self.skip.sigma(t)
             gain = (sigma / (mu**2 + sigma**2)).astype(x.dtype)

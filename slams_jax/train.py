@@ -207,10 +207,7 @@ def init_state(settings: Settings, stage: str, key: PRNGKey, example: Mapping[st
             z = jnp.zeros(z.shape, z.dtype)
         else:
             z = jnp.asarray(example[settings.data.state.name])
-        t = jnp.zeros(z.shape[:1], z.dtype)
-        flat = jnp.moveaxis(z, 1, -2)
-        flat = flat.reshape(flat.shape[:-2] + (-1,))
-        params = jit_init(score.network.init)(key, flat, t)["params"]
+        params = jit_init(score.init)(key, z)
         batch_stats = {}
     return TrainState(
         step=jnp.array(0, jnp.int32),

@@ -7,13 +7,19 @@ Multimodal Setting" (CVPR EarthVision 2024), built on Rozet & Louppe, "Score-bas
 - :mod:`slams_jax.schedules`: the VP diffusion schedule;
 - :mod:`slams_jax.layers`, :mod:`slams_jax.unet`, :mod:`slams_jax.autoencoder`: Flax networks;
 - :mod:`slams_jax.score`: Markov-window scores composed over trajectories, the denoising loss;
-- :mod:`slams_jax.samplers`: reverse-diffusion samplers;
+- :mod:`slams_jax.samplers`: reverse-diffusion samplers (``lax.scan`` and diffrax);
+- :mod:`slams_jax.operators`, :mod:`slams_jax.observations`, :mod:`slams_jax.observation_files`: measurement
+  operators and observations; :mod:`slams_jax.guidance`: SDA, DPS and MMPS posterior scores;
+- :mod:`slams_jax.posterior`: ``posterior_sample``; :mod:`slams_jax.assimilate`: the assimilation entry point;
+- :mod:`slams_jax.metrics`, :mod:`slams_jax.baselines`: scores and naive baselines;
 - :mod:`slams_jax.kolmogorov`: the embedded Kolmogorov-flow data generator;
 - :mod:`slams_jax.datasets`, :mod:`slams_jax.configuration`, :mod:`slams_jax.checkpointing`;
 - :mod:`slams_jax.train`, :mod:`slams_jax.demo`: entry points; :mod:`slams_jax.pretrained`: loading back.
 """
 
 from slams_jax.autoencoder import MultimodalAutoencoder, masked_mse
+from slams_jax.baselines import interpolation_baseline
+from slams_jax.guidance import DPS, MMPS, SDA, Guidance
 from slams_jax.checkpointing import CheckpointError, StageCheckpointer
 from slams_jax.configuration import (
     AutoencoderSettings,
@@ -28,9 +34,18 @@ from slams_jax.configuration import (
     settings_to_dict,
 )
 from slams_jax.kolmogorov import KolmogorovConfig, make_dataset as make_kolmogorov_dataset, simulate as simulate_kolmogorov
-from slams_jax.metrics import isotropic_energy_spectrum
+from slams_jax.metrics import crps_ensemble, ensemble_scores, isotropic_energy_spectrum, wasserstein1
+from slams_jax.observations import Observation, ObservationError, observe
+from slams_jax.posterior import SamplingError, latent_observation, posterior_sample
 from slams_jax.pretrained import TrainedModel, load_trained
-from slams_jax.samplers import predictor_corrector
+from slams_jax.samplers import (
+    DiffraxPredictorCorrector,
+    PredictorCorrector,
+    ProbabilityFlow,
+    ReverseSDE,
+    Sampler,
+    predictor_corrector,
+)
 from slams_jax.schedules import VPSchedule
 from slams_jax.score import MarkovScore, denoising_loss, tweedie_denoise
 from slams_jax.unet import ScoreUNet, UNet
@@ -44,4 +59,7 @@ __all__ = [
     "isotropic_energy_spectrum", "load_trained", "make_kolmogorov_dataset", "masked_mse",
     "predictor_corrector", "settings_from_config", "settings_from_dict", "settings_to_dict",
     "simulate_kolmogorov", "tweedie_denoise",
+    "DPS", "MMPS", "SDA", "Guidance", "Observation", "ObservationError", "observe", "posterior_sample",
+    "latent_observation", "SamplingError", "DiffraxPredictorCorrector", "PredictorCorrector", "ProbabilityFlow",
+    "ReverseSDE", "Sampler", "crps_ensemble", "ensemble_scores", "wasserstein1", "interpolation_baseline",
 ]

@@ -158,6 +158,110 @@ class Settings:
             raise ValueError("config.data.modalities is empty: at least the state modality is required")
 
 
+@dataclasses.dataclass(frozen=True)
+class ObservationSettings:
+    """A synthetic observation of a modality of the test truth, built as time -> space -> channels -> saturation.
+
+    Attributes:
+        modality: Observed modality (``state``, an auxiliary one, or ``latent`` for the paper's setting).
+        every, offset: Observe every ``every``-th state from ``offset`` (``TimeSubsample``).
+        times: Explicit state indices (``TimeIndex``); overrides ``every``.
+        coarsen: Block-average factor (``Coarsen``); 1 keeps the grid.
+        points: Density in (0, 1] of random sparse points (``Points``), drawn among the cells that are
+            valid in the truth; 0 observes every cell.
+        swath_footprint, swath_width: A satellite swath (``Swath``): footprint-averaged columns, ``width``
+            coarse columns per state, moving by ``width`` per state. 0 disables.
+        channels: Observed channel indices (``Channels``); empty means all.
+        saturate: Scale of a saturating ``Saturate`` operator; 0 disables.
+        std: Noise standard deviation in physical units; or
+        relative_std: the noise standard deviation as a fraction of the modality's climatological
+            standard deviation, per channel (used when ``std`` is 0).
+    """
+
+    modality: str = "state"
+    every: int = 1
+    offset: int = 0
+    times: tuple[int, ...] = ()
+    coarsen: int = 1
+    points: float = 0.0
+    swath_footprint: int = 0
+    swath_width: int = 1
+    channels: tuple[int, ...] = ()
+    saturate: float = 0.0
+    std: float = 0.0
+    relative_std: float = 0.1
+
+    def __post_init__(self):
+        if self.every < 1 or self.coarsen < 1:
+            raise ValueError(f"every={self.every}, coarsen={self.coarsen}: expected integers >= 1")
+        if not 0.0 <= self.points <= 1.0:
+            raise ValueError(f"points={self.points}: expected a density in [0, 1]")
+        if self.std < 0 or self.relative_std < 0 or (self.std == 0 and self.relative_std == 0):
+            raise ValueError(f"std={self.std}, relative_std={self.relative_std}: one must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObservationFileSettings:
+    """Observations read from a file: ``grid`` (netCDF/zarr field) or ``stations`` (CSV/netCDF table).
+
+    Attributes:
+        path: File path.
+        kind: ``grid`` or ``stations``.
+        modality: Observed modality.
+        variable: The observed variable (one of the modality's channels).
+        std: Noise standard deviation in physical units.
+    """
+
+    path: str
+    kind: Literal["grid", "stations"] = "grid"
+    modality: str = "state"
+    variable: str = ""
+    std: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class AssimilationSettings:
+    """``python -m slams_jax.assimilate``: which window, which observations, which sampler.
+
+    Attributes:
+        seed: Seed of the observation noise, random points and the sampler.
+        space: ``latent`` (SLAMS) or ``pixel`` (the SDA pixel-space prior, if trained).
+        trajectory, start, length: The test-split window assimilated (trajectory index, first state, states).
+        members: Ensemble size.
+        batch_size: Members sampled at once (0: all).
+        guidance: ``sda``, ``dps`` or ``mmps``; ``gamma``, ``zeta``, ``cg_iterations`` are their settings.
+        sampler: ``diffrax_pc`` (default), ``pc`` (plain ``lax.scan``), ``sde`` (reverse SDE) or ``ode``
+            (probability flow); ``steps``, ``corrections``, ``tau``, ``solver`` are their settings
+            (``solver``: ``euler``/``heun`` for sde, ``euler``/``heun``/``tsit5`` for ode; empty for the default).
+        observations: Synthetic observations of the test truth.
+        files: Observations read from files.
+        figures: Write PNG figures.
+        divergence_bound: Largest plausible |value| of a standardized latent (or normalized pixel) sample;
+            beyond it the sampling is reported as diverged. 0 disables the check.
+    """
+
+    seed: int = 0
+    space: Literal["latent", "pixel"] = "latent"
+    trajectory: int = 0
+    start: int = 0
+    length: int = 16
+    members: int = 16
+    batch_size: int = 0
+    guidance: Literal["sda", "dps", "mmps"] = "sda"
+    gamma: float = 1e-2
+    zeta: float = 1.0
+    cg_iterations: int = 3
+    sampler: Literal["diffrax_pc", "pc", "sde", "ode"] = "diffrax_pc"
+    steps: int = 64
+    corrections: int = 1
+    tau: float = 1.0
+    solver: str = ""
+    observations: tuple[ObservationSettings, ...] = ()
+    files: tuple[ObservationFileSettings, ...] = ()
+    figures: bool = True
+    divergence_bound: float = 100.0
+
+
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names the key."""
 
@@ -270,6 +374,7 @@ def settings_from_config(config: Any) -> Settings:
         ConfigError: naming the offending key, for unknown, missing or ill-typed keys.
     """
     raw = _as_mapping(config, "")
+    raw.pop("assimilation", None)  # read by assimilation_settings_from_config
     expected = {"seed", "stages", "data", "autoencoder", "score", "pixel_score", "sde", "train"}
     unknown = sorted(set(raw) - expected)
     if unknown:
@@ -290,6 +395,12 @@ def settings_from_config(config: Any) -> Settings:
         sde=_build(VPSchedule, raw["sde"], "sde"),
         train=types.MappingProxyType(_train_settings(raw)),
     )
+
+
+def assimilation_settings_from_config(config: Any) -> AssimilationSettings:
+    """Validate ``config.assimilation`` (absent: the defaults) into :class:`AssimilationSettings`."""
+    raw = _as_mapping(config, "")
+    return _build(AssimilationSettings, raw.get("assimilation", {}), "assimilation")
 
 
 def _plain(value: Any) -> Any:
@@ -317,5 +428,6 @@ def settings_from_dict(d: Mapping[str, Any]) -> Settings:
 __all__ = [
     "STAGES", "ModalitySettings", "DataSettings", "AutoencoderSettings", "ScoreSettings",
     "TrainSettings", "Settings", "ConfigError", "settings_from_config", "settings_to_dict",
-    "settings_from_dict",
+    "settings_from_dict", "ObservationSettings", "ObservationFileSettings", "AssimilationSettings",
+    "assimilation_settings_from_config",
 ]

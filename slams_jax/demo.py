@@ -8,7 +8,10 @@ demo within about 10 minutes, ``--quick`` within about 2) and writes ``WORKDIR/m
 - ``prior``: statistics of unconditional trajectories sampled from the latent prior and decoded, next
   to the test split: per-channel mean and standard deviation, and the isotropic kinetic-energy spectrum
   (ratio of sampled to true energy in wavenumber bands); the same for the autoencoder's reconstructions,
-  which bound what the latent prior can reach.
+  which bound what the latent prior can reach;
+- ``assimilation``: a multimodal assimilation of a test window (``config.assimilation``: a coarse, noisy
+  state every 4th step and a satellite OLR swath) by :func:`slams_jax.assimilate.assimilate`, scored next
+  to the naive interpolation baseline; its outputs are in ``WORKDIR/assimilation/``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from slams_jax import datasets
+from slams_jax.assimilate import assimilate
+from slams_jax.assimilate import format_report as format_assimilation
 from slams_jax.metrics import isotropic_energy_spectrum
 from slams_jax.pretrained import TrainedModel, load_trained
 from slams_jax.train import prepare_data, train_and_evaluate
@@ -133,6 +138,8 @@ def format_report(report: dict[str, Any]) -> str:
                  + ", ".join(f"{k}: {r:.2f}" for k, r in p["energy_spectrum_ratio"].items()))
     lines.append("  kinetic energy, reconstructions / test:             "
                  + ", ".join(f"{k}: {r:.2f}" for k, r in p["reconstruction_energy_spectrum_ratio"].items()))
+    if "assimilation" in report:
+        lines.append(format_assimilation(report["assimilation"]))
     return "\n".join(lines)
 
 
@@ -148,6 +155,7 @@ def run_demo(workdir: str | os.PathLike, quick: bool = False, config=None) -> di
     key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), 0xDE40)
     report = evaluate(model, arrays["test"], key, n_samples=8 if quick else 16, steps=32 if quick else 64,
                       corrections=1, length=settings.score.window + 3)
+    report["assimilation"] = assimilate(config, workdir)
     report["training"] = training
     report["wall_s"] = time.perf_counter() - t0
     report["quick"] = quick

@@ -1,27 +1,62 @@
-r"""Samplers of the reverse diffusion, compiled as one ``lax.scan``.
+r"""Samplers of the reverse diffusion: a plain ``lax.scan`` and diffrax solvers, behind one interface.
 
-The predictor-corrector of SDA (Rozet & Louppe, 2023), also used by SLAMS:
+Every sampler integrates from :math:`t = 1` (noise) to :math:`t = 0` (data) given a noise predictor
+``eps_fn(x, t)``, which may be a prior or a guided (posterior) one. A sampler object draws **one**
+sample: ``sampler.sample(key, eps_fn, shape, schedule) -> (x, finite)``; ensembles are ``vmap`` over keys.
+``finite[i]`` says whether the state was still finite after step ``i``, so that a caller can report where
+a sample broke down instead of returning NaN.
 
-- predictor (exponential integrator of the probability-flow ODE from :math:`t` to :math:`s = t - \Delta t`):
-  :math:`x_s = r\, x_t + (\sigma_s - r\, \sigma_t)\, \hat\varepsilon(x_t, t)`, :math:`r = \mu_s / \mu_t`;
-- corrector (Langevin Monte Carlo at :math:`s`, ``corrections`` times):
-  :math:`x \leftarrow x - \sigma_s (\delta\, \hat\varepsilon(x, s) + \sqrt{2\delta}\, z)` with
-  :math:`\delta = \tau / \overline{\hat\varepsilon^2}` (mean over the event axes), :math:`z \sim N(0, I)`.
+- :class:`PredictorCorrector`: the SDA/SLAMS reference sampler (Rozet & Louppe, 2023) as one ``lax.scan``:
 
-``eps_fn`` may be any noise predictor ``(x, t) -> eps``, a prior or a guided (posterior) one.
+  - predictor, the exponential integrator of the probability-flow ODE from :math:`t` to :math:`s < t`
+    (DDIM): :math:`x_s = r\, x_t + (\sigma_s - r\, \sigma_t)\, \hat\varepsilon(x_t, t)`, :math:`r = \mu_s / \mu_t`;
+  - corrector, ``corrections`` steps of unadjusted Langevin Monte Carlo at :math:`s`:
+    :math:`x \leftarrow x - \sigma_s (\delta\, \hat\varepsilon(x, s) + \sqrt{2\delta}\, z)` with
+    :math:`\delta = \tau / \overline{\hat\varepsilon^2}` (mean over the sample), :math:`z \sim N(0, I)`.
+
+- :class:`DiffraxPredictorCorrector`: the same algorithm written as a diffrax solver, its Langevin noise
+  drawn from a ``diffrax.VirtualBrownianTree``; the default of :func:`slams_jax.posterior_sample`.
+- :class:`ReverseSDE`: the reverse-time SDE :math:`dx = [f x - g^2 \nabla \log p_t]\, dt + g\, d\bar W` with
+  :math:`\nabla \log p_t = -\hat\varepsilon / \sigma_t`, solved by a diffrax SDE solver (Euler-Maruyama or
+  Heun; the noise is additive, so Itô and Stratonovich agree) on a virtual Brownian tree.
+- :class:`ProbabilityFlow`: the probability-flow ODE :math:`dx = [f x - \tfrac12 g^2 \nabla \log p_t]\, dt`,
+  fixed step or adaptive (PID controller), with any diffrax ODE solver.
+
+diffrax integrates in the forward variable :math:`u = 1 - t \in [0, 1]`; ``f`` and ``g`` come from
+:meth:`slams_jax.schedules.VPSchedule.drift_diffusion`.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Callable, ClassVar
 
+import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax
 
-from slams_jax._types import Array, Float, PRNGKey
+from slams_jax._types import Array, Bool, Float, PRNGKey
 from slams_jax.schedules import VPSchedule
 
 ScalarEpsFn = Callable[[Float[Array, "..."], Float[Array, ""]], Float[Array, "..."]]
+
+
+def _all_finite(x: Array) -> Bool[Array, ""]:
+    return jnp.all(jnp.isfinite(x))
+
+
+def _langevin(eps_fn, schedule, tau, x, s, z):
+    """One unadjusted Langevin correction at time ``s`` with standard normal ``z``."""
+    eps = eps_fn(x, s)
+    delta = tau / jnp.mean(jnp.square(eps))
+    return x - schedule.sigma(s) * (delta * eps + jnp.sqrt(2.0 * delta) * z)
+
+
+def _ddim(eps_fn, schedule, x, t, s):
+    r = schedule.mu(s) / schedule.mu(t)
+    return r * x + (schedule.sigma(s) - r * schedule.sigma(t)) * eps_fn(x, t)
 
 
 def predictor_corrector(
@@ -35,7 +70,7 @@ def predictor_corrector(
     event_ndim: int | None = None,
     dtype=jnp.float32,
 ) -> Array:
-    """Sample from the diffusion model by integrating the reverse process from t=1 to t=0.
+    """Batched predictor-corrector samples (the corrector's step size is per sample of ``event_ndim`` axes).
 
     Args:
         key: PRNG key.
@@ -45,8 +80,7 @@ def predictor_corrector(
         steps: Number of predictor steps.
         corrections: Langevin corrections after each predictor step.
         tau: Langevin step-size factor.
-        event_ndim: Trailing axes forming one sample (for the corrector's step size); default: all but
-            the first.
+        event_ndim: Trailing axes forming one sample; default: all but the first.
         dtype: Floating dtype of the samples.
 
     Returns:
@@ -62,8 +96,7 @@ def predictor_corrector(
 
     def step(x, inputs):
         t, s, k = inputs
-        r = schedule.mu(s) / schedule.mu(t)
-        x = r * x + (schedule.sigma(s) - r * schedule.sigma(t)) * eps_fn(x, t)
+        x = _ddim(eps_fn, schedule, x, t, s)
 
         def correct(x, kc):
             eps = eps_fn(x, s)
@@ -80,4 +113,228 @@ def predictor_corrector(
     return x
 
 
-__all__ = ["predictor_corrector"]
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """Base class: draws one sample of ``shape`` by integrating the reverse diffusion with ``steps`` steps."""
+
+    steps: int = 64
+    name: ClassVar[str] = "sampler"
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"{type(self).__name__}.steps={self.steps}: expected at least 1")
+
+    def times(self, dtype=jnp.float32) -> Float[Array, "steps+1"]:
+        """Diffusion times of the step boundaries, from 1 to 0."""
+        return jnp.linspace(1.0, 0.0, self.steps + 1, dtype=dtype)
+
+    def sample(
+        self, key: PRNGKey, eps_fn: ScalarEpsFn, shape: tuple[int, ...], schedule: VPSchedule, dtype=jnp.float32
+    ) -> tuple[Float[Array, "..."], Bool[Array, "steps"]]:
+        """One sample of ``shape`` and, per step, whether the state was still finite after it."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictorCorrector(Sampler):
+    """The reference predictor-corrector as one ``lax.scan`` (see the module docstring).
+
+    Attributes:
+        steps: Predictor steps.
+        corrections: Langevin corrections after each predictor step (1 in the demo).
+        tau: Langevin step-size factor.
+    """
+
+    corrections: int = 1
+    tau: float = 1.0
+    name: ClassVar[str] = "pc"
+
+    def sample(self, key, eps_fn, shape, schedule, dtype=jnp.float32):
+        key_init, key_loop = jax.random.split(key)
+        x = jax.random.normal(key_init, shape, dtype)
+        times = self.times(dtype)
+
+        def step(x, inputs):
+            t, s, k = inputs
+            x = _ddim(eps_fn, schedule, x, t, s)
+            if self.corrections:
+                z = jax.random.normal(k, (self.corrections,) + tuple(shape), dtype)
+                x, _ = jax.lax.scan(lambda x, zi: (_langevin(eps_fn, schedule, self.tau, x, s, zi), None), x, z)
+            return x, _all_finite(x)
+
+        return jax.lax.scan(step, x, (times[:-1], times[1:], jax.random.split(key_loop, self.steps)))
+
+
+class _PCSolver(diffrax.AbstractItoSolver):
+    """The predictor-corrector as a diffrax solver over ``u = 1 - t``.
+
+    The term's vector field is the noise predictor; ``args`` is a Brownian motion of shape
+    ``(corrections, *shape)`` whose increments over a step, divided by the square root of the step, are the
+    step's Langevin noises.
+    """
+
+    schedule: VPSchedule = eqx.field(static=True)
+    corrections: int = eqx.field(static=True)
+    tau: float = eqx.field(static=True)
+    term_structure: ClassVar = diffrax.AbstractTerm
+    interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
+
+    def order(self, terms):
+        return 1
+
+    def strong_order(self, terms):
+        return 0.5
+
+    def init(self, terms, t0, t1, y0, args):
+        return None
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        eps_fn = lambda x, t: terms.vf(1.0 - t, x, args)
+        t, s = 1.0 - t0, 1.0 - t1
+        y1 = _ddim(eps_fn, self.schedule, y0, t, s)
+        if self.corrections:
+            z = args.evaluate(t0, t1) / jnp.sqrt(t1 - t0)
+            for i in range(self.corrections):
+                y1 = _langevin(eps_fn, self.schedule, self.tau, y1, s, z[i])
+        return y1, None, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+
+def _brownian(key, shape, steps, dtype):
+    # A tolerance well below the step so that increments over the fixed steps are exact Gaussians.
+    return diffrax.VirtualBrownianTree(0.0, 1.0, tol=1.0 / (8 * steps), shape=jax.ShapeDtypeStruct(shape, dtype),
+                                       key=key)
+
+
+def _solve(terms, solver, y0, steps, controller=None, max_steps=None, dt0=None, args=None):
+    """Integrate ``u`` from 0 to 1; returns the final state and, per step taken, whether it was finite."""
+    grid = jnp.linspace(0.0, 1.0, steps + 1, dtype=y0.dtype)
+    controller = diffrax.StepTo(ts=grid) if controller is None else controller
+    max_steps = steps if max_steps is None else max_steps
+    save = diffrax.SaveAt(subs=[
+        diffrax.SubSaveAt(t1=True),
+        diffrax.SubSaveAt(steps=True, fn=lambda u, y, args: _all_finite(y).astype(y.dtype)),
+    ])
+    sol = diffrax.diffeqsolve(
+        terms, solver, t0=0.0, t1=1.0, dt0=dt0, y0=y0, args=args, saveat=save, stepsize_controller=controller,
+        max_steps=max_steps, throw=False,
+    )
+    final, flags = sol.ys
+    # Slots past the last step taken are padded with inf: they count as finite. A solve that failed
+    # (e.g. an adaptive one out of steps) marks its last slot as not finite.
+    finite = jnp.where(jnp.isinf(flags), True, flags > 0.5)
+    finite = finite.at[-1].set(finite[-1] & (sol.result == diffrax.RESULTS.successful))
+    return final[0], finite
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffraxPredictorCorrector(Sampler):
+    """The reference predictor-corrector run by ``diffrax.diffeqsolve`` (Langevin noise from a Brownian tree).
+
+    Attributes:
+        steps: Predictor steps.
+        corrections: Langevin corrections after each predictor step.
+        tau: Langevin step-size factor.
+    """
+
+    corrections: int = 1
+    tau: float = 1.0
+    name: ClassVar[str] = "diffrax_pc"
+
+    def sample(self, key, eps_fn, shape, schedule, dtype=jnp.float32):
+        key_init, key_noise = jax.random.split(key)
+        y0 = jax.random.normal(key_init, shape, dtype)
+        noise_shape = (self.corrections,) + tuple(shape) if self.corrections else (1,)
+        term = diffrax.ODETerm(lambda u, x, args: eps_fn(x, 1.0 - u))
+        solver = _PCSolver(schedule=schedule, corrections=self.corrections, tau=self.tau)
+        return _solve(term, solver, y0, self.steps, args=_brownian(key_noise, noise_shape, self.steps, dtype))
+
+
+def _reverse_fields(eps_fn, schedule: VPSchedule, probability_flow: bool):
+    half = 0.5 if probability_flow else 1.0
+
+    def drift(u, x, args):
+        t = 1.0 - u
+        f, g = schedule.drift_diffusion(t)
+        return -(f * x + half * g**2 * eps_fn(x, t) / schedule.sigma(t))
+
+    def diffusion(u, x, args):
+        _, g = schedule.drift_diffusion(1.0 - u)
+        return lineax.DiagonalLinearOperator(jnp.broadcast_to(g, x.shape).astype(x.dtype))
+
+    return drift, diffusion
+
+
+@dataclasses.dataclass(frozen=True)
+class ReverseSDE(Sampler):
+    """The reverse-time SDE solved by diffrax with fixed steps on a virtual Brownian tree.
+
+    Attributes:
+        steps: Solver steps (uniform in ``t``).
+        solver: ``euler`` (Euler-Maruyama) or ``heun``.
+    """
+
+    solver: str = "euler"
+    name: ClassVar[str] = "sde"
+    SOLVERS: ClassVar[dict] = {"euler": diffrax.Euler, "heun": diffrax.Heun}
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.solver not in self.SOLVERS:
+            raise ValueError(f"ReverseSDE.solver={self.solver!r}: expected one of {sorted(self.SOLVERS)}")
+
+    def sample(self, key, eps_fn, shape, schedule, dtype=jnp.float32):
+        key_init, key_noise = jax.random.split(key)
+        y0 = jax.random.normal(key_init, shape, dtype)
+        drift, diffusion = _reverse_fields(eps_fn, schedule, probability_flow=False)
+        terms = diffrax.MultiTerm(
+            diffrax.ODETerm(drift),
+            diffrax.ControlTerm(diffusion, _brownian(key_noise, tuple(shape), self.steps, dtype)),
+        )
+        return _solve(terms, self.SOLVERS[self.solver](), y0, self.steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbabilityFlow(Sampler):
+    """The probability-flow ODE solved by diffrax: deterministic given the initial noise.
+
+    Attributes:
+        steps: Fixed steps (uniform in ``t``), or the initial step ``1 / steps`` when adaptive.
+        solver: ``euler``, ``heun`` or ``tsit5``.
+        adaptive: Use a PID step-size controller with ``rtol``/``atol`` (``heun`` or ``tsit5``).
+        rtol, atol: Tolerances of the adaptive controller.
+        max_steps: Most steps an adaptive solve may take.
+    """
+
+    solver: str = "heun"
+    adaptive: bool = False
+    rtol: float = 1e-3
+    atol: float = 1e-3
+    max_steps: int = 4096
+    name: ClassVar[str] = "ode"
+    SOLVERS: ClassVar[dict] = {"euler": diffrax.Euler, "heun": diffrax.Heun, "tsit5": diffrax.Tsit5}
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.solver not in self.SOLVERS:
+            raise ValueError(f"ProbabilityFlow.solver={self.solver!r}: expected one of {sorted(self.SOLVERS)}")
+        if self.adaptive and self.solver == "euler":
+            raise ValueError("ProbabilityFlow: an adaptive solve needs an embedded error estimate; use heun or tsit5")
+
+    def sample(self, key, eps_fn, shape, schedule, dtype=jnp.float32):
+        y0 = jax.random.normal(key, shape, dtype)
+        drift, _ = _reverse_fields(eps_fn, schedule, probability_flow=True)
+        if self.adaptive:
+            return _solve(diffrax.ODETerm(drift), self.SOLVERS[self.solver](), y0, self.steps,
+                          controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+                          max_steps=self.max_steps, dt0=1.0 / self.steps)
+        return _solve(diffrax.ODETerm(drift), self.SOLVERS[self.solver](), y0, self.steps)
+
+
+__all__ = [
+    "Sampler", "PredictorCorrector", "DiffraxPredictorCorrector", "ReverseSDE", "ProbabilityFlow",
+    "predictor_corrector",
+]

@@ -19,3 +19,15 @@ def _float32_precision():
 def _strict_promotion():
     with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
         yield
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A tiny experiment (autoencoder, latent and pixel priors) trained once per session: (workdir, results)."""
+    from helpers import tiny_config
+    from slams_jax.train import train_and_evaluate
+
+    workdir = tmp_path_factory.mktemp("run")
+    with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
+        results = train_and_evaluate(tiny_config(stages=("autoencoder", "score", "pixel_score")), workdir)
+    return workdir, results

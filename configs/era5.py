@@ -70,6 +70,16 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.train.log_every = 100
     config.train.eval_every = 1000
     config.train.checkpoint_every = 1000
+    # Paper-style instruments: coarse, noisy temperature at every level; in-situ precipitation gauges;
+    # satellite OLR seen through a footprint average (observations are compared in physical space).
+    config.assimilation.length = 8
+    config.assimilation.members = 16
+    config.assimilation.steps = 64
+    config.assimilation.observations = (
+        ml_collections.ConfigDict({"modality": "state", "coarsen": 4, "relative_std": 0.1}),
+        ml_collections.ConfigDict({"modality": "precip", "points": 0.05, "relative_std": 0.2}),
+        ml_collections.ConfigDict({"modality": "olr", "coarsen": 2, "relative_std": 0.05}),
+    )
     if variant:
         raise ValueError(f"configs/era5.py: unknown variant {variant!r}")
     return config

@@ -132,9 +132,9 @@ def _observable_shapes(prior: PriorModel) -> dict[str, tuple[int, ...]]:
     return {name: tuple(jax.eval_shape(decode, x).shape) for name, decode in prior.decoders.items()}
 
 
-def _forward(prior: PriorModel, observations: Sequence[Observation]) -> Callable[[Array], Array]:
-    names = sorted({o.modality for o in observations})
-    pairs = [(o.modality, o.operator) for o in observations]
+def _forward(prior: PriorModel, pairs: Sequence[tuple[str, Operator]]) -> Callable[[Array], Array]:
+    """``x -> `` the concatenated predictions of ``(modality, operator)`` observations, flattened."""
+    names = sorted({m for m, _ in pairs})
 
     def forward(x):
         fields = {name: prior.decoders[name](x) for name in names}  # each head decoded once
@@ -158,7 +158,8 @@ def _likelihood_data(prior: PriorModel, observations: Sequence[Observation]) -> 
 def build_likelihood(prior: PriorModel, observations: Sequence[Observation]) -> Likelihood:
     """The flattened Gaussian observation model of ``observations`` for one trajectory of the prior."""
     y, std, scale = _likelihood_data(prior, observations)
-    return Likelihood(forward=_forward(prior, observations), y=y, std=std, scale=scale)
+    return Likelihood(forward=_forward(prior, [(o.modality, o.operator) for o in observations]), y=y, std=std,
+                      scale=scale)
 
 
 def _check_finite(finite: np.ndarray, sampler: Sampler) -> None:
@@ -182,12 +183,10 @@ def _compiled(prior: PriorModel, structure: tuple, guidance: Guidance, sampler: 
     key = None if prior.cache_key is None else (prior.cache_key, structure, guidance, sampler, batch_size)
     if key is not None and key in _CACHE:
         return _CACHE[key][0]
-    observations = [Observation(m, op, np.zeros(1), 1.0, name="structure") for m, op in structure]
-
     def run(keys, *data):
         if structure:
             y, std, scale = data
-            lik = Likelihood(forward=_forward(prior, observations), y=y, std=std, scale=scale)
+            lik = Likelihood(forward=_forward(prior, structure), y=y, std=std, scale=scale)
             eps = guidance.guide(prior.eps, prior.schedule, lik)
         else:
             eps = prior.eps

@@ -32,7 +32,17 @@ from slams_jax.guidance import DPS, MMPS, SDA, Guidance
 from slams_jax.metrics import ensemble_scores
 from slams_jax.observation_files import read_gridded, read_stations
 from slams_jax.observations import Observation, observe
-from slams_jax.operators import Channels, Coarsen, Identity, Operator, Points, Saturate, Swath, TimeIndex, TimeSubsample
+from slams_jax.operators import (
+    Channels,
+    Coarsen,
+    Identity,
+    Operator,
+    Saturate,
+    Swath,
+    TimeIndex,
+    TimeSubsample,
+    random_points,
+)
 from slams_jax.posterior import latent_observation, posterior_sample
 from slams_jax.pretrained import TrainedModel, load_trained
 from slams_jax.samplers import DiffraxPredictorCorrector, PredictorCorrector, ProbabilityFlow, ReverseSDE, Sampler
@@ -58,18 +68,6 @@ def make_sampler(a: AssimilationSettings) -> Sampler:
     return ProbabilityFlow(steps=a.steps, solver=a.solver or "heun")
 
 
-def _valid_points(key, valid: np.ndarray, density: float) -> Points:
-    """Random distinct cells among the valid ones of a ``(lat, lon)`` mask."""
-    cells = np.flatnonzero(valid.ravel())
-    if cells.size == 0:
-        raise ConfigError("no valid cell to observe")
-    count = max(1, round(density * valid.size))
-    count = min(count, cells.size)
-    seed = np.asarray(jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
-    flat = np.sort(np.random.default_rng(seed.astype(np.uint32).ravel().tolist()).choice(cells, count, replace=False))
-    return Points(tuple(int(i) for i in flat // valid.shape[1]), tuple(int(j) for j in flat % valid.shape[1]))
-
-
 def build_operator(o: ObservationSettings, truth: np.ndarray, key) -> Operator:
     """The operator of one configured observation: time -> channels -> space -> saturation.
 
@@ -93,7 +91,7 @@ def build_operator(o: ObservationSettings, truth: np.ndarray, key) -> Operator:
             ops.append(coarsen)
             valid = np.asarray(coarsen(jnp.asarray(valid, jnp.float32)[None, ..., None]))[0, ..., 0] == 1.0
         if o.points > 0:
-            ops.append(_valid_points(key, valid, o.points))
+            ops.append(random_points(key, valid.shape, o.points, valid=valid))
     if o.saturate > 0:
         ops.append(Saturate(o.saturate))
     if not ops:

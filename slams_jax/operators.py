@@ -435,26 +435,36 @@ class Points(Operator):
         return x[:, np.asarray(self.lat_index, np.int32), np.asarray(self.lon_index, np.int32), :]
 
 
-def random_points(key: PRNGKey, grid: tuple[int, int], density: float) -> Points:
+def random_points(key: PRNGKey, grid: tuple[int, int], density: float, valid: np.ndarray | None = None) -> Points:
     """Distinct grid cells drawn uniformly at random, e.g. sparse in-situ stations.
 
     Args:
         key: A concrete PRNG key (typed or raw ``uint32``); the same key gives the same points.
         grid: ``(lat, lon)`` size of the grid.
         density: Fraction of the cells observed, in ``(0, 1]``.
+        valid: Optional boolean ``(lat, lon)`` mask: points are drawn among its true cells only (e.g. where a
+            precipitation field exists), at most all of them.
 
     Returns:
-        :class:`Points` at exactly ``max(1, round(density * lat * lon))`` distinct cells, sorted by flat
-        (row-major) index.
+        :class:`Points` at exactly ``max(1, round(density * lat * lon))`` distinct cells (fewer if ``valid``
+        has fewer), sorted by flat (row-major) index.
     """
     if not (isinstance(density, (int, float, np.number)) and 0.0 < density <= 1.0):
         raise ValueError(f"random_points: density={density!r}, expected a fraction in (0, 1]")
     n_lat, n_lon = (_positive_int(n, "grid", "random_points") for n in grid)
-    count = max(1, round(density * n_lat * n_lon))
+    cells = np.arange(n_lat * n_lon)
+    if valid is not None:
+        valid = np.asarray(valid, bool)
+        if valid.shape != (n_lat, n_lon):
+            raise ValueError(f"random_points: valid mask of shape {valid.shape}, expected {(n_lat, n_lon)}")
+        cells = np.flatnonzero(valid)
+        if cells.size == 0:
+            raise ValueError("random_points: the valid mask has no true cell")
+    count = min(max(1, round(density * n_lat * n_lon)), cells.size)
     # numpy from the key's bits: exact, deterministic and without compiling a sampler for every grid.
     data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     seed = np.asarray(data).astype(np.uint32).ravel().tolist()
-    flat = np.sort(np.random.default_rng(seed).choice(n_lat * n_lon, size=count, replace=False))
+    flat = np.sort(np.random.default_rng(seed).choice(cells, size=count, replace=False))
     return Points(tuple(int(i) for i in flat // n_lon), tuple(int(j) for j in flat % n_lon))
 
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from slams_jax import datasets
-from slams_jax.baselines import interpolation_baseline
+from slams_jax.baselines import interpolation_baseline, observed_states
 from slams_jax.configuration import AssimilationSettings, ConfigError, ObservationSettings, assimilation_settings_from_config
 from slams_jax.guidance import DPS, MMPS, SDA, Guidance
 from slams_jax.metrics import ensemble_scores
@@ -295,24 +295,13 @@ def assimilate(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
              "source_workdir": str(workdir.resolve())}
     _write_dataset(out / "analysis.nc", window, state_vars, units, analysis, truth[state_name], baseline, attrs)
     if a.figures:
-        observed = sorted({int(t) for t in np.flatnonzero(np.isfinite(_observed_mask(state_obs, truth[state_name].shape)))})
+        observed = observed_states(state_obs, truth[state_name].shape)
         report["figures"] = _figures(out / "figures", truth[state_name], analysis, baseline, observed, state_vars)
     report["wall_s"] = time.perf_counter() - t_start
     tmp = out / f"metrics.json.tmp{os.getpid()}"
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, out / "metrics.json")
     return report
-
-
-def _observed_mask(observations, shape) -> np.ndarray:
-    """Per state, ``1`` if some linear state observation sees it, NaN otherwise."""
-    seen = np.zeros(shape[0], bool)
-    for o in observations:
-        if o.operator.linear:
-            _, adjoint = jax.vjp(o.operator, jnp.zeros(shape, jnp.float32))
-            w = np.asarray(adjoint(jnp.ones(o.values.shape, jnp.float32))[0])
-            seen |= (w.reshape(shape[0], -1) > 0).any(1)
-    return np.where(seen, 1.0, np.nan)
 
 
 def format_report(report: Mapping[str, Any]) -> str:

@@ -22,13 +22,8 @@ import numpy as np
 from slams_jax.observations import Observation
 
 
-def interpolation_baseline(
-    observations: Sequence[Observation], shape: tuple[int, ...], climatology: np.ndarray | float = 0.0,
-) -> np.ndarray:
-    """The state trajectory ``shape = (time, lat, lon, channel)`` interpolated from linear observations.
-
-    Nonlinear observations are ignored (they have no adjoint); if none is linear, the climatology is returned.
-    """
+def _adjoint_sums(observations: Sequence[Observation], shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``sum_i A_i^T (y_i / s_i^2)`` and ``sum_i A_i^T (1 / s_i^2)`` over the linear observations."""
     zero = jnp.zeros(shape, jnp.float32)
     num = np.zeros(shape, np.float64)
     den = np.zeros(shape, np.float64)
@@ -39,6 +34,23 @@ def interpolation_baseline(
         w = 1.0 / np.square(obs.std_array())
         num += np.asarray(adjoint(jnp.asarray(obs.values * w, jnp.float32))[0], np.float64)
         den += np.asarray(adjoint(jnp.asarray(w, jnp.float32))[0], np.float64)
+    return num, den
+
+
+def observed_states(observations: Sequence[Observation], shape: tuple[int, ...]) -> list[int]:
+    """Indices of the states of a ``shape`` trajectory that some linear observation sees."""
+    _, den = _adjoint_sums(observations, shape)
+    return [int(t) for t in np.flatnonzero((den.reshape(shape[0], -1) > 0).any(1))]
+
+
+def interpolation_baseline(
+    observations: Sequence[Observation], shape: tuple[int, ...], climatology: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """The state trajectory ``shape = (time, lat, lon, channel)`` interpolated from linear observations.
+
+    Nonlinear observations are ignored (they have no adjoint); if none is linear, the climatology is returned.
+    """
+    num, den = _adjoint_sums(observations, shape)
     seen = den > 1e-12 * max(float(den.max(initial=0.0)), 1e-30)
     field = np.where(seen, num / np.where(seen, den, 1.0), np.nan)
     # time: linear interpolation between observed states, per point
@@ -53,4 +65,4 @@ def interpolation_baseline(
     return np.where(np.isfinite(out), out, clim).astype(np.float32)
 
 
-__all__ = ["interpolation_baseline"]
+__all__ = ["interpolation_baseline", "observed_states"]

@@ -26,8 +26,9 @@ covariance is held fixed when differentiating, as in the three papers.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
-from typing import Callable, ClassVar
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -81,13 +82,13 @@ def _gaussian_guided(eps_fn, schedule, lik: Likelihood, variance: Callable, weig
 
 
 @dataclasses.dataclass(frozen=True)
-class Guidance:
+class Guidance(abc.ABC):
     """Base class: ``guide(eps_fn, schedule, likelihood) -> eps_post`` for one sample."""
 
-    name: ClassVar[str] = "guidance"
 
+    @abc.abstractmethod
     def guide(self, eps_fn: EpsFn, schedule: VPSchedule, likelihood: Likelihood) -> EpsFn:
-        raise NotImplementedError
+        """The posterior noise predictor ``(x, t) -> eps`` of one sample."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +100,6 @@ class SDA(Guidance):
     """
 
     gamma: float = 1e-2
-    name: ClassVar[str] = "sda"
 
     def __post_init__(self):
         if not self.gamma >= 0:
@@ -120,7 +120,6 @@ class DPS(Guidance):
     """
 
     zeta: float = 1.0
-    name: ClassVar[str] = "dps"
 
     def __post_init__(self):
         if not self.zeta > 0:
@@ -161,7 +160,6 @@ class MMPS(Guidance):
     """
 
     cg_iterations: int = 3
-    name: ClassVar[str] = "mmps"
 
     def __post_init__(self):
         if self.cg_iterations < 1:

@@ -28,6 +28,7 @@ diffrax integrates in the forward variable :math:`u = 1 - t \in [0, 1]`; ``f`` a
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Callable, ClassVar
 
@@ -47,10 +48,10 @@ def _all_finite(x: Array) -> Bool[Array, ""]:
     return jnp.all(jnp.isfinite(x))
 
 
-def _langevin(eps_fn, schedule, tau, x, s, z):
-    """One unadjusted Langevin correction at time ``s`` with standard normal ``z``."""
+def _langevin(eps_fn, schedule, tau, x, s, z, axes=None):
+    """One unadjusted Langevin correction at time ``s`` with standard normal ``z`` (step size per ``axes``)."""
     eps = eps_fn(x, s)
-    delta = tau / jnp.mean(jnp.square(eps))
+    delta = tau / jnp.mean(jnp.square(eps), axis=axes, keepdims=True)
     return x - schedule.sigma(s) * (delta * eps + jnp.sqrt(2.0 * delta) * z)
 
 
@@ -99,10 +100,7 @@ def predictor_corrector(
         x = _ddim(eps_fn, schedule, x, t, s)
 
         def correct(x, kc):
-            eps = eps_fn(x, s)
-            delta = tau / jnp.mean(jnp.square(eps), axis=axes, keepdims=True)
-            z = jax.random.normal(kc, x.shape, x.dtype)
-            return x - schedule.sigma(s) * (delta * eps + jnp.sqrt(2.0 * delta) * z), None
+            return _langevin(eps_fn, schedule, tau, x, s, jax.random.normal(kc, x.shape, x.dtype), axes), None
 
         if corrections:
             x, _ = jax.lax.scan(correct, x, jax.random.split(k, corrections))
@@ -114,11 +112,10 @@ def predictor_corrector(
 
 
 @dataclasses.dataclass(frozen=True)
-class Sampler:
+class Sampler(abc.ABC):
     """Base class: draws one sample of ``shape`` by integrating the reverse diffusion with ``steps`` steps."""
 
     steps: int = 64
-    name: ClassVar[str] = "sampler"
 
     def __post_init__(self):
         if self.steps < 1:
@@ -128,11 +125,11 @@ class Sampler:
         """Diffusion times of the step boundaries, from 1 to 0."""
         return jnp.linspace(1.0, 0.0, self.steps + 1, dtype=dtype)
 
+    @abc.abstractmethod
     def sample(
         self, key: PRNGKey, eps_fn: ScalarEpsFn, shape: tuple[int, ...], schedule: VPSchedule, dtype=jnp.float32
     ) -> tuple[Float[Array, "..."], Bool[Array, "steps"]]:
         """One sample of ``shape`` and, per step, whether the state was still finite after it."""
-        raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +144,6 @@ class PredictorCorrector(Sampler):
 
     corrections: int = 1
     tau: float = 1.0
-    name: ClassVar[str] = "pc"
 
     def sample(self, key, eps_fn, shape, schedule, dtype=jnp.float32):
         key_init, key_loop = jax.random.split(key)
@@ -242,7 +238,6 @@ class DiffraxPredictorCorrector(Sampler):
 
     corrections: int = 1
     tau: float = 1.0
-    name: ClassVar[str] = "diffrax_pc"
 
     def sample(self, key, eps_fn, shape, schedule, dtype=jnp.float32):
         key_init, key_noise = jax.random.split(key)
@@ -278,7 +273,6 @@ class ReverseSDE(Sampler):
     """
 
     solver: str = "euler"
-    name: ClassVar[str] = "sde"
     SOLVERS: ClassVar[dict] = {"euler": diffrax.Euler, "heun": diffrax.Heun}
 
     def __post_init__(self):
@@ -314,7 +308,6 @@ class ProbabilityFlow(Sampler):
     rtol: float = 1e-3
     atol: float = 1e-3
     max_steps: int = 4096
-    name: ClassVar[str] = "ode"
     SOLVERS: ClassVar[dict] = {"euler": diffrax.Euler, "heun": diffrax.Heun, "tsit5": diffrax.Tsit5}
 
     def __post_init__(self):

@@ -100,6 +100,15 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.train.autoencoder.steps = 800
     config.train.autoencoder.aux_dropout = 0.25
 
+    # Devices (slams_jax.parallel): 0 = every visible device; the batch sizes must be multiples of it.
+    # A multi-host run sets distributed = True (one process per host; see the README).
+    config.parallel = ml_collections.ConfigDict()
+    config.parallel.devices = 0
+    config.parallel.distributed = False
+    config.parallel.coordinator_address = ""
+    config.parallel.num_processes = 0
+    config.parallel.process_id = -1
+
     # python -m slams_jax.assimilate (and the end of the demo): a window of the test split, observed by an
     # 8x coarsened noisy state every 4th step and a satellite OLR swath (footprint 4 cells, 4 of 16 coarse
     # columns per state). Sparse precipitation gauges ({"modality": "precip", "points": 0.05}) destabilize

@@ -25,9 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from slams_jax import datasets
+from slams_jax import datasets, parallel
 from slams_jax.baselines import interpolation_baseline, observed_states
-from slams_jax.configuration import AssimilationSettings, ConfigError, ObservationSettings, assimilation_settings_from_config
+from slams_jax.configuration import (
+    AssimilationSettings, ConfigError, ObservationSettings, assimilation_settings_from_config,
+    parallel_settings_from_config,
+)
 from slams_jax.guidance import DPS, MMPS, SDA, Guidance
 from slams_jax.metrics import ensemble_scores
 from slams_jax.observation_files import read_gridded, read_stations
@@ -237,6 +240,9 @@ def assimilate(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
     t_start = time.perf_counter()
     workdir = Path(workdir)
     a = assimilation_settings_from_config(config)
+    par = parallel_settings_from_config(config)
+    parallel.initialize(par)
+    mesh = parallel.data_mesh(par.devices)
     model = load_trained(workdir)
     settings = model.settings
     state_name = settings.data.state.name
@@ -264,7 +270,7 @@ def assimilate(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
     analysis, latent = posterior_sample(
         k_sample, model, observations, n_samples=a.members, length=a.length, space=a.space, guidance=guidance,
         sampler=sampler, batch_size=a.batch_size or None, return_latent=True,
-        divergence_bound=a.divergence_bound or None,
+        divergence_bound=a.divergence_bound or None, mesh=mesh,
     )
     analysis = np.asarray(analysis)
     sampling_s = time.perf_counter() - t0
@@ -279,6 +285,7 @@ def assimilate(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
                           "std": o.std} for o in observations],
         "sampling_s": sampling_s,
         "device": str(jax.devices()[0].device_kind),
+        "devices": parallel.describe(mesh),
         "analysis": {state_name: ensemble_scores(jnp.asarray(analysis), jnp.asarray(truth[state_name]), state_vars)},
         "baseline": {state_name: _deterministic_scores(baseline, truth[state_name], state_vars)},
     }
@@ -288,6 +295,8 @@ def assimilate(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
             report["analysis"][m.name] = ensemble_scores(decoded(latent), jnp.asarray(truth[m.name]), m.variables)
 
     out = workdir / "assimilation"
+    if not parallel.is_main_process():  # every process sampled its members; process 0 writes
+        return report
     out.mkdir(parents=True, exist_ok=True)
     units = [str(window[v].attrs.get("units", "")) for v in state_vars]
     attrs = {"title": "slams_jax posterior ensemble", "guidance": repr(guidance), "sampler": repr(sampler),

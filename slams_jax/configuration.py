@@ -262,6 +262,32 @@ class AssimilationSettings:
     divergence_bound: float = 100.0
 
 
+@dataclasses.dataclass(frozen=True)
+class ParallelSettings:
+    """Where the computation runs (not part of the model: read at every entry point, never checkpointed).
+
+    Attributes:
+        devices: Devices of the ``data`` mesh; 0 uses every visible device (of every process).
+        distributed: Call ``jax.distributed.initialize`` first, so that one process per host forms a
+            single multi-host mesh.
+        coordinator_address: ``host:port`` of process 0; empty lets JAX detect it (SLURM, Open MPI, TPU pods).
+        num_processes: Number of processes; 0: detected.
+        process_id: This process's index; -1: detected.
+    """
+
+    devices: int = 0
+    distributed: bool = False
+    coordinator_address: str = ""
+    num_processes: int = 0
+    process_id: int = -1
+
+    def __post_init__(self):
+        if self.devices < 0:
+            raise ValueError(f"devices={self.devices}: expected 0 (all) or a positive number")
+        if self.distributed and self.coordinator_address and self.num_processes < 1:
+            raise ValueError("distributed with a coordinator_address needs num_processes >= 1 (and process_id)")
+
+
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names the key."""
 
@@ -375,6 +401,7 @@ def settings_from_config(config: Any) -> Settings:
     """
     raw = _as_mapping(config, "")
     raw.pop("assimilation", None)  # read by assimilation_settings_from_config
+    raw.pop("parallel", None)  # read by parallel_settings_from_config
     expected = {"seed", "stages", "data", "autoencoder", "score", "pixel_score", "sde", "train"}
     unknown = sorted(set(raw) - expected)
     if unknown:
@@ -403,6 +430,12 @@ def assimilation_settings_from_config(config: Any) -> AssimilationSettings:
     return _build(AssimilationSettings, raw.get("assimilation", {}), "assimilation")
 
 
+def parallel_settings_from_config(config: Any) -> ParallelSettings:
+    """Validate ``config.parallel`` (absent: every visible device, one process) into :class:`ParallelSettings`."""
+    raw = _as_mapping(config, "")
+    return _build(ParallelSettings, raw.get("parallel", {}), "parallel")
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
@@ -429,5 +462,5 @@ __all__ = [
     "STAGES", "ModalitySettings", "DataSettings", "AutoencoderSettings", "ScoreSettings",
     "TrainSettings", "Settings", "ConfigError", "settings_from_config", "settings_to_dict",
     "settings_from_dict", "ObservationSettings", "ObservationFileSettings", "AssimilationSettings",
-    "assimilation_settings_from_config",
+    "assimilation_settings_from_config", "ParallelSettings", "parallel_settings_from_config",
 ]

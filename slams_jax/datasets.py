@@ -158,17 +158,16 @@ def normalize_arrays(arrays: Arrays, norm: Normalization) -> Arrays:
     return {k: norm.normalize(k, a).astype(np.float32) for k, a in arrays.items()}
 
 
-def sample_states(key: PRNGKey, arrays: Arrays, batch_size: int) -> Arrays:
-    """A batch of single states: ``{modality: (batch, y, x, channel)}``, indices drawn from ``key``."""
+def state_indices(key: PRNGKey, arrays: Arrays, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(trajectory, time)`` indices ``(batch,)`` of a batch of single states, drawn from ``key``."""
     first = next(iter(arrays.values()))
     n_traj, n_time = first.shape[:2]
     idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n_traj * n_time))
-    traj, time = np.divmod(idx, n_time)
-    return {k: a[traj, time] for k, a in arrays.items()}
+    return np.divmod(idx, n_time)
 
 
-def sample_windows(key: PRNGKey, arrays: Arrays, batch_size: int, window: int) -> Arrays:
-    """A batch of windows of consecutive states: ``{modality: (batch, window, y, x, channel)}``."""
+def window_indices(key: PRNGKey, arrays: Arrays, batch_size: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(trajectory (batch,), time (batch, window))`` indices of a batch of windows, drawn from ``key``."""
     first = next(iter(arrays.values()))
     n_traj, n_time = first.shape[:2]
     if n_time < window:
@@ -176,8 +175,24 @@ def sample_windows(key: PRNGKey, arrays: Arrays, batch_size: int, window: int) -
     per_traj = n_time - window + 1
     idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n_traj * per_traj))
     traj, start = np.divmod(idx, per_traj)
-    time = start[:, None] + np.arange(window)[None, :]
-    return {k: a[traj[:, None], time] for k, a in arrays.items()}
+    return traj, start[:, None] + np.arange(window)[None, :]
+
+
+def gather(arrays: Arrays, traj: np.ndarray, time: np.ndarray) -> Arrays:
+    """The states (``time (batch,)``) or windows (``time (batch, window)``) at the given indices."""
+    if time.ndim == 2:
+        traj = traj[:, None]
+    return {k: a[traj, time] for k, a in arrays.items()}
+
+
+def sample_states(key: PRNGKey, arrays: Arrays, batch_size: int) -> Arrays:
+    """A batch of single states: ``{modality: (batch, y, x, channel)}``, indices drawn from ``key``."""
+    return gather(arrays, *state_indices(key, arrays, batch_size))
+
+
+def sample_windows(key: PRNGKey, arrays: Arrays, batch_size: int, window: int) -> Arrays:
+    """A batch of windows of consecutive states: ``{modality: (batch, window, y, x, channel)}``."""
+    return gather(arrays, *window_indices(key, arrays, batch_size, window))
 
 
 def check_batch(batch: Mapping[str, np.ndarray], modalities: tuple[ModalitySettings, ...], what: str) -> None:
@@ -206,5 +221,6 @@ def check_batch(batch: Mapping[str, np.ndarray], modalities: tuple[ModalitySetti
 
 __all__ = [
     "SPLITS", "Normalization", "load_dataset", "split_dataset", "to_arrays", "fit_normalization",
-    "normalize_arrays", "sample_states", "sample_windows", "check_batch",
+    "normalize_arrays", "state_indices", "window_indices", "gather", "sample_states", "sample_windows",
+    "check_batch",
 ]

@@ -22,6 +22,9 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+
+from slams_jax import parallel
 
 from slams_jax._types import Array, Float, PRNGKey
 from slams_jax.guidance import SDA, Guidance, Likelihood
@@ -53,6 +56,8 @@ class PriorModel:
         cache_key: Identifies the prior for reusing compiled samplers across calls (``None``: no reuse).
         bound: Largest plausible magnitude of a sample (standardized variables: 100); beyond it the
             sampling is reported as diverged. ``None`` disables the check.
+        spread_windows: ``eps`` splits the score windows of a trajectory over the devices of this mesh;
+            then members are not split over devices.
     """
 
     eps: EpsFn
@@ -63,9 +68,11 @@ class PriorModel:
     output: Callable[[Array], Array]
     cache_key: Any = None
     bound: float | None = None
+    spread_windows: Mesh | None = None
 
 
-def trained_prior(model: TrainedModel, length: int, space: str = "latent") -> PriorModel:
+def trained_prior(model: TrainedModel, length: int, space: str = "latent", spread_windows: Mesh | None = None
+                  ) -> PriorModel:
     """The prior of a trained experiment over trajectories of ``length`` states.
 
     Args:
@@ -73,6 +80,7 @@ def trained_prior(model: TrainedModel, length: int, space: str = "latent") -> Pr
         length: Number of states of the trajectory to sample (at least the score window).
         space: ``latent`` (SLAMS: the latent prior, observations through the decoder heads) or ``pixel``
             (SDA baseline: the prior over the normalized state; only the state is observable).
+        spread_windows: Split the score windows of each trajectory over the devices of this mesh.
     """
     norm, settings = model.normalization, model.settings
     state = settings.data.state.name
@@ -96,10 +104,12 @@ def trained_prior(model: TrainedModel, length: int, space: str = "latent") -> Pr
         raise ValueError(f"space={space!r}: expected 'latent' or 'pixel'")
     if length < score.window:
         raise ValueError(f"length={length}: the trajectory must hold at least one score window of {score.window} states")
+    if spread_windows is not None and spread_windows.size == 1:
+        spread_windows = None
     return PriorModel(
-        eps=lambda x, t: score.trajectory_eps(params, x, t), schedule=settings.sde, shape=shape,
-        decoders=decoders, scales=scales, output=decoders[state], cache_key=("trained", id(model), length, space),
-        bound=100.0,
+        eps=lambda x, t: score.trajectory_eps(params, x, t, spread_windows=spread_windows), schedule=settings.sde,
+        shape=shape, decoders=decoders, scales=scales, output=decoders[state],
+        cache_key=("trained", id(model), length, space, spread_windows), bound=100.0, spread_windows=spread_windows,
     )
 
 
@@ -177,10 +187,17 @@ _CACHE: dict = {}
 _CACHE_SIZE = 16
 
 
-def _compiled(prior: PriorModel, structure: tuple, guidance: Guidance, sampler: Sampler, batch_size: int | None):
+def _compiled(prior: PriorModel, structure: tuple, guidance: Guidance, sampler: Sampler, batch_size: int | None,
+              mesh: Mesh | None = None):
     """The jitted ensemble sampler; observed values are arguments, so new values of the same kind of
-    observations (and new keys) reuse the compiled program."""
-    key = None if prior.cache_key is None else (prior.cache_key, structure, guidance, sampler, batch_size)
+    observations (and new keys) reuse the compiled program.
+
+    With a ``mesh`` of several devices (and a prior that does not spread its windows), the members are a
+    ``shard_map`` over its ``data`` axis: each device integrates its own keys; ``batch_size`` then counts
+    the members a device samples at once."""
+    if mesh is not None and (mesh.size == 1 or prior.spread_windows is not None):
+        mesh = None
+    key = None if prior.cache_key is None else (prior.cache_key, structure, guidance, sampler, batch_size, mesh)
     if key is not None and key in _CACHE:
         return _CACHE[key][0]
     def run(keys, *data):
@@ -193,6 +210,12 @@ def _compiled(prior: PriorModel, structure: tuple, guidance: Guidance, sampler: 
         one = lambda k: sampler.sample(k, eps, prior.shape, prior.schedule)
         return jax.lax.map(one, keys, batch_size=batch_size)
 
+    if mesh is not None:
+        # members are independent: no collective, so the varying-axes check has nothing to verify (and
+        # diffrax's loops carry constants it would reject)
+        specs = (P(parallel.DATA),) + (P(),) * (3 if structure else 0)
+        run = jax.shard_map(run, mesh=mesh, in_specs=specs, out_specs=(P(parallel.DATA), P(parallel.DATA)),
+                            check_vma=False)
     run = jax.jit(run)
     if key is not None:
         if len(_CACHE) >= _CACHE_SIZE:
@@ -203,16 +226,31 @@ def _compiled(prior: PriorModel, structure: tuple, guidance: Guidance, sampler: 
 
 def sample_posterior_prior(
     key: PRNGKey, prior: PriorModel, observations: Sequence[Observation] | None, n_samples: int,
-    guidance: Guidance, sampler: Sampler, batch_size: int | None = None,
+    guidance: Guidance, sampler: Sampler, batch_size: int | None = None, mesh: Mesh | None = None,
 ) -> Float[Array, "n ..."]:
-    """Samples of the diffused variable, ``(n_samples, *prior.shape)``; unconditional without observations."""
+    """Samples of the diffused variable, ``(n_samples, *prior.shape)``; unconditional without observations.
+
+    With a ``mesh``, the members are split over its devices (padded to a multiple of the device count with
+    repeated keys, whose samples are dropped), unless the prior spreads its windows over the mesh.
+    """
     if n_samples < 1:
         raise ValueError(f"n_samples={n_samples}: expected at least 1")
     observations = list(observations or [])
     data = _likelihood_data(prior, observations) if observations else ()
-    run = _compiled(prior, tuple((o.modality, o.operator) for o in observations), guidance, sampler, batch_size)
-    x, finite = run(jax.random.split(key, n_samples), *data)
-    _check_finite(np.asarray(finite), sampler)
+    run = _compiled(prior, tuple((o.modality, o.operator) for o in observations), guidance, sampler, batch_size,
+                    mesh)
+    keys = jax.random.split(key, n_samples)
+    if mesh is not None and mesh.size > 1:
+        if prior.spread_windows is None:
+            pad = -n_samples % mesh.size
+            keys = jnp.concatenate([keys, keys[:1].repeat(pad, axis=0)])
+            keys = parallel.put(keys, parallel.batch_sharded(mesh))
+        else:
+            keys = parallel.replicate(keys, mesh)
+        data = parallel.replicate(data, mesh)
+    x, finite = parallel.to_host(run(keys, *data))
+    x, finite = jnp.asarray(x[:n_samples]), finite[:n_samples]
+    _check_finite(finite, sampler)
     if not bool(jnp.all(jnp.isfinite(x))):
         raise SamplingError(f"{sampler!r} returned non-finite samples")
     if prior.bound is not None:
@@ -271,6 +309,7 @@ def posterior_sample(
     like=None,
     return_latent: bool = False,
     divergence_bound: float | None = 100.0,
+    mesh: Mesh | None = None,
 ):
     """Sample an ensemble of trajectories from the posterior given observations.
 
@@ -280,7 +319,7 @@ def posterior_sample(
             plain noise predictor ``eps(x, t)`` of one trajectory ``x`` of ``shape`` (then ``shape`` and
             ``schedule`` are required and the observable modality is ``state`` = ``x`` itself).
         observations: :class:`~slams_jax.observations.Observation` objects, any mix of modalities.
-        n_samples: Ensemble size (members are a ``vmap`` over keys).
+        n_samples: Ensemble size (members are a ``vmap`` over keys, split over the devices).
         length: Number of states of the trajectory (trained priors; any length >= the score window).
         shape: Shape of one trajectory (callable priors).
         schedule: VP schedule of a callable prior.
@@ -289,12 +328,14 @@ def posterior_sample(
             :class:`~slams_jax.guidance.MMPS`.
         sampler: A :class:`~slams_jax.samplers.Sampler`; default the diffrax predictor-corrector, 64 steps,
             1 Langevin correction, tau 1 (the reference's settings).
-        batch_size: Members sampled at once (memory); default all.
+        batch_size: Members sampled at once on each device (memory); default all.
         like: Optional xarray ``DataArray``/``Dataset`` with the truth's ``time`` and spatial coordinates; the
             result is then an ``xarray.DataArray`` ``(member, time, lat, lon, channel)``.
         return_latent: Also return the samples of the diffused variable (latent for SLAMS).
         divergence_bound: For a trained prior, the largest plausible magnitude of a standardized latent (or
             normalized pixel) value; a member beyond it is reported as diverged. ``None`` disables the check.
+        mesh: Devices to use (:func:`slams_jax.parallel.data_mesh`); default every visible device. Members
+            are split over them; with fewer members than devices, a trained prior's score windows are.
 
     Returns:
         The state ensemble in physical units, ``(n_samples, time, lat, lon, channel)`` (for a callable prior:
@@ -307,10 +348,13 @@ def posterior_sample(
     """
     if isinstance(prior, (str, os.PathLike)):
         prior = load_trained(prior)
+    mesh = parallel.data_mesh() if mesh is None else mesh
     if isinstance(prior, TrainedModel):
         if length is None:
             raise ValueError("posterior_sample: give length= (states of the trajectory) for a trained prior")
-        prior_model = dataclasses.replace(trained_prior(prior, length, space), bound=divergence_bound)
+        window = (prior.settings.score if space == "latent" else prior.settings.pixel_score).window
+        spread = mesh if n_samples < mesh.size and length - window + 1 > 1 else None
+        prior_model = dataclasses.replace(trained_prior(prior, length, space, spread), bound=divergence_bound)
         channels = prior.settings.data.state.variables
     elif callable(prior):
         if shape is None or schedule is None:
@@ -322,7 +366,7 @@ def posterior_sample(
     observations = [o for o in observations]
     if not observations:
         raise ObservationError("posterior_sample: no observations given (use TrainedModel.sample_prior for the prior)")
-    x = sample_posterior_prior(key, prior_model, observations, n_samples, guidance, sampler, batch_size)
+    x = sample_posterior_prior(key, prior_model, observations, n_samples, guidance, sampler, batch_size, mesh)
     state = jax.jit(jax.vmap(prior_model.output))(x)
     if like is not None:
         state = to_xarray(np.asarray(state), like, channels)

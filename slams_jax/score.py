@@ -33,6 +33,7 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from slams_jax._types import Array, Float, PRNGKey, PyTree
 from slams_jax.schedules import VPSchedule
@@ -132,12 +133,19 @@ class MarkovScore:
         return eps
 
     def trajectory_eps(
-        self, params: PyTree, x: Float[Array, "..."], t: Float[Array, "*batch"]
+        self, params: PyTree, x: Float[Array, "..."], t: Float[Array, "*batch"], spread_windows: Mesh | None = None
     ) -> Float[Array, "..."]:
-        """Noise estimate for trajectories of any length ``L >= 2k + 1`` (composition of windows)."""
+        """Noise estimate for trajectories of any length ``L >= 2k + 1`` (composition of windows).
+
+        With ``spread_windows`` (a one-axis mesh, inside ``jit``), the windows are split over its devices:
+        one long trajectory then uses every device.
+        """
         ax = self._time_axis()
         batch = x.shape[: x.ndim + ax]
         windows = unfold_windows(x, self.order, time_axis=x.ndim + ax)  # (*b, n, 2k+1, ...)
+        if spread_windows is not None:
+            spec = PartitionSpec(*([None] * len(batch)), spread_windows.axis_names[0])
+            windows = jax.lax.with_sharding_constraint(windows, NamedSharding(spread_windows, spec))
         n = windows.shape[len(batch)]
         t = jnp.broadcast_to(jnp.asarray(t, x.dtype), batch)
         t = jnp.broadcast_to(jnp.reshape(t, batch + (1,)), batch + (n,))

@@ -14,6 +14,12 @@ Each stage is a pure ``train_step(state, batch, key, frozen) -> (state, metrics)
 batches are drawn statelessly from ``fold_in(key, step)`` and the step's own randomness from
 ``fold_in(key, state.step)``, so a run resumed from a checkpoint continues exactly as an uninterrupted
 run. Logging, evaluation and checkpoints happen in the Python loop around it.
+
+The step runs on every device of the ``data`` mesh (:mod:`slams_jax.parallel`): the global batch
+(``config.train.batch_size``, a multiple of the device count) is split over the devices, the state is
+replicated, and the compiled step averages gradients and metrics across devices. ``config.parallel``
+chooses the devices and, for a multi-host run, joins the processes; only process 0 writes metrics and
+the config, and orbax writes each checkpoint once.
 """
 
 from __future__ import annotations
@@ -37,8 +43,10 @@ from tqdm.auto import tqdm
 from slams_jax._types import PRNGKey, PyTree
 from slams_jax.autoencoder import masked_mse
 from slams_jax.checkpointing import CheckpointError, StageCheckpointer
-from slams_jax.configuration import Settings, TrainSettings, settings_from_config, settings_to_dict
-from slams_jax import datasets
+from slams_jax.configuration import (
+    Settings, TrainSettings, parallel_settings_from_config, settings_from_config, settings_to_dict,
+)
+from slams_jax import datasets, parallel
 from slams_jax.models import build_autoencoder, build_score, encode_states, standardize
 from slams_jax.pretrained import autoencoder_variables
 from slams_jax.score import denoising_loss
@@ -240,13 +248,17 @@ def latent_statistics(settings: Settings, variables: PyTree, arrays: datasets.Ar
 
 
 class MetricsLog:
-    """Appends one JSON object per line to ``WORKDIR/metrics.jsonl``."""
+    """Appends one JSON object per line to ``WORKDIR/metrics.jsonl`` (process 0 only)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.enabled = parallel.is_main_process()
+        if self.enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, record: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
 
@@ -267,12 +279,29 @@ class StageData:
     train: datasets.Arrays
     valid: datasets.Arrays
     window: int | None  # None: single states (autoencoder); else windows of consecutive states
+    modalities: tuple  # ModalitySettings of the arrays, the state first
 
-    def batch(self, key: PRNGKey, split: str, batch_size: int) -> dict[str, np.ndarray]:
+    def _indices(self, key: PRNGKey, split: str, batch_size: int):
         arrays = self.train if split == "train" else self.valid
         if self.window is None:
-            return datasets.sample_states(key, arrays, batch_size)
-        return datasets.sample_windows(key, arrays, batch_size, self.window)
+            return arrays, datasets.state_indices(key, arrays, batch_size)
+        return arrays, datasets.window_indices(key, arrays, batch_size, self.window)
+
+    def batch(self, key: PRNGKey, split: str, batch_size: int) -> dict[str, np.ndarray]:
+        """A host batch (NumPy)."""
+        arrays, (traj, time_) = self._indices(key, split, batch_size)
+        return datasets.gather(arrays, traj, time_)
+
+    def global_batch(self, key: PRNGKey, split: str, batch_size: int, mesh, what: str) -> dict[str, jax.Array]:
+        """The same batch split over the mesh: each device's rows are gathered (and checked) on their own."""
+        arrays, (traj, time_) = self._indices(key, split, batch_size)
+
+        def fetch(rows):
+            shard = datasets.gather(arrays, traj[rows], time_[rows])
+            datasets.check_batch(shard, self.modalities, f"{what} (rows {rows[0]}-{rows[-1]})")
+            return shard
+
+        return parallel.global_batch(fetch, batch_size, mesh)
 
 
 def _check_compatible(stage: str, saved: Mapping[str, Any], settings: Settings) -> None:
@@ -305,8 +334,10 @@ def run_stage(
     loss_fn: LossFn,
     meta: dict[str, Any],
     log: MetricsLog,
+    mesh: jax.sharding.Mesh,
 ) -> tuple[TrainState, dict[str, float]]:
-    """Train one stage to ``settings.train[stage].steps``, resuming from its latest checkpoint."""
+    """Train one stage to ``settings.train[stage].steps`` on the devices of ``mesh``, resuming from its latest
+    checkpoint."""
     ts = settings.train[stage]
     base = jax.random.fold_in(jax.random.PRNGKey(settings.seed), STAGE_IDS[stage])
     init_key, data_key, step_key, eval_key = jax.random.split(base, 4)
@@ -316,21 +347,20 @@ def run_stage(
     start = ckpt.latest_step() or 0
     if start:
         _check_compatible(stage, ckpt.restore_meta(start), settings)
-        state, _ = ckpt.restore(state, start)
+        state, _ = ckpt.restore(parallel.to_host(state), start)
+    state, frozen = parallel.replicate((state, frozen), mesh)
     optimizer = make_optimizer(ts)
-    step_fn = jax.jit(
-        functools.partial(train_step, loss_fn=loss_fn, optimizer=optimizer, ema_decay=ts.ema_decay),
-        donate_argnums=(0,) if jax.default_backend() != "cpu" else (),
-    )
-    eval_fn = jax.jit(functools.partial(eval_step, loss_fn=loss_fn))
+    step_fn, eval_fn = compile_steps(loss_fn, optimizer, ts.ema_decay, mesh)
+    step_key, eval_key = parallel.replicate((step_key, eval_key), mesh)
     schedule = learning_rate_schedule(ts)
     summary: dict[str, float] = {"steps": ts.steps}
 
     def evaluate(step):
         vals = []
         for i in range(ts.eval_batches):
-            batch = data.batch(jax.random.fold_in(eval_key, i), "valid", ts.batch_size)
-            vals.append(jax.device_get(eval_fn(state, batch, jax.random.fold_in(eval_key, 10_000 + i), frozen)))
+            batch = data.global_batch(jax.random.fold_in(eval_key, i), "valid", ts.batch_size, mesh,
+                                      f"{stage} validation batch {i}")
+            vals.append(parallel.to_host(eval_fn(state, batch, jax.random.fold_in(eval_key, 10_000 + i), frozen)))
         record = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
         log.write({"stage": stage, "step": step, "split": "valid", **record})
         summary["val_loss"] = record["loss"]
@@ -342,18 +372,17 @@ def run_stage(
         return state, summary
 
     bar = tqdm(total=ts.steps, initial=start, desc=stage, unit="step", mininterval=1.0, file=sys.stderr,
-               disable=os.environ.get("SLAMS_JAX_NO_PROGRESS") == "1")
+               disable=os.environ.get("SLAMS_JAX_NO_PROGRESS") == "1" or not parallel.is_main_process())
     t_last, n_last = time.perf_counter(), start
     t0 = time.perf_counter()
     for step in range(start, ts.steps):
-        batch = data.batch(jax.random.fold_in(data_key, step), "train", ts.batch_size)
-        datasets.check_batch(batch, settings.data.modalities if stage != "pixel_score" else settings.data.modalities[:1],
-                             f"{stage} batch at step {step}")
+        batch = data.global_batch(jax.random.fold_in(data_key, step), "train", ts.batch_size, mesh,
+                                  f"{stage} batch at step {step}")
         state, metrics = step_fn(state, batch, step_key, frozen)
         done = step + 1
         last = done == ts.steps
         if done % ts.log_every == 0 or last:
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            metrics = {k: float(v) for k, v in parallel.to_host(metrics).items()}
             if not np.isfinite(metrics["loss"]):
                 raise FloatingPointError(
                     f"{stage}: the training loss became {metrics['loss']} at step {done} "
@@ -369,12 +398,30 @@ def run_stage(
         if done % ts.eval_every == 0 or last:
             evaluate(done)
         if done % ts.checkpoint_every == 0 or last:
-            ckpt.save(done, state, meta)
+            ckpt.save(done, parallel.to_host(state), meta)
         bar.update(1)
     bar.close()
     summary["wall_s"] = time.perf_counter() - t0
     ckpt.close()
     return state, summary
+
+
+def compile_steps(loss_fn: LossFn, optimizer: optax.GradientTransformation, ema_decay: float, mesh):
+    """The train and eval steps compiled for ``mesh``: batch split over ``data``, everything else replicated.
+
+    XLA partitions each step over the devices and inserts the cross-device reductions (gradients, loss,
+    metrics, BatchNorm statistics), so on any number of devices the step computes the same global-batch
+    update. The state is donated on accelerators (its buffers are reused for the new state).
+    """
+    rep, rows = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    step_fn = jax.jit(
+        functools.partial(train_step, loss_fn=loss_fn, optimizer=optimizer, ema_decay=ema_decay),
+        in_shardings=(rep, rows, rep, rep), out_shardings=(rep, rep),
+        donate_argnums=(0,) if jax.default_backend() != "cpu" else (),
+    )
+    eval_fn = jax.jit(functools.partial(eval_step, loss_fn=loss_fn), in_shardings=(rep, rows, rep, rep),
+                      out_shardings=rep)
+    return step_fn, eval_fn
 
 
 def prepare_data(settings: Settings, workdir: Path) -> tuple[dict[str, datasets.Arrays], datasets.Normalization]:
@@ -390,16 +437,23 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, dic
     """Train every stage of ``config.stages`` in order, writing checkpoints and metrics under ``workdir``.
 
     Args:
-        config: An ``ml_collections.ConfigDict`` (or nested dict) as in ``configs/``.
+        config: An ``ml_collections.ConfigDict`` (or nested dict) as in ``configs/``; ``config.parallel``
+            (optional) chooses the devices and joins a multi-host run.
         workdir: Output directory; rerunning with the same directory resumes.
 
     Returns:
         ``{stage: summary}`` with the final training and validation losses.
     """
     settings = settings_from_config(config)
+    par = parallel_settings_from_config(config)
+    parallel.initialize(par)
+    mesh = parallel.data_mesh(par.devices)
+    for stage in settings.stages:  # fail before any work
+        parallel.check_divisible(settings.train[stage].batch_size, mesh, f"config.train.batch_size of stage {stage}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(json.dumps(settings_to_dict(settings), indent=2))
+    if parallel.is_main_process():
+        (workdir / "config.json").write_text(json.dumps(settings_to_dict(settings), indent=2))
     arrays, norm = prepare_data(settings, workdir)
     log = MetricsLog(workdir / "metrics.jsonl")
     grid = list(arrays["train"][settings.data.state.name].shape[2:-1])
@@ -408,22 +462,25 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, dic
     results = {}
     for stage in settings.stages:
         if stage == "autoencoder":
-            data = StageData(arrays["train"], arrays["valid"], window=None)
+            data = StageData(arrays["train"], arrays["valid"], None, settings.data.modalities)
             _, results[stage] = run_stage(
                 settings, stage, workdir, data, {}, autoencoder_loss_fn(settings, settings.train[stage].aux_dropout),
-                {**meta, "stage": stage}, log,
+                {**meta, "stage": stage}, log, mesh,
             )
         elif stage == "score":
             variables, _ = autoencoder_variables(workdir)
             mean, std = latent_statistics(settings, variables, arrays["train"])
             frozen = {"autoencoder": variables, "latent_mean": jnp.asarray(mean), "latent_std": jnp.asarray(std)}
-            data = StageData(arrays["train"], arrays["valid"], window=settings.score.window)
+            data = StageData(arrays["train"], arrays["valid"], settings.score.window, settings.data.modalities)
             stage_meta = {**meta, "stage": stage, "latent_mean": mean.tolist(), "latent_std": std.tolist()}
-            _, results[stage] = run_stage(settings, stage, workdir, data, frozen, score_loss_fn(settings, stage), stage_meta, log)
+            _, results[stage] = run_stage(settings, stage, workdir, data, frozen, score_loss_fn(settings, stage),
+                                          stage_meta, log, mesh)
         else:
             name = settings.data.state.name
-            data = StageData({name: arrays["train"][name]}, {name: arrays["valid"][name]}, window=settings.pixel_score.window)
-            _, results[stage] = run_stage(settings, stage, workdir, data, {}, score_loss_fn(settings, stage), {**meta, "stage": stage}, log)
+            data = StageData({name: arrays["train"][name]}, {name: arrays["valid"][name]}, settings.pixel_score.window,
+                             settings.data.modalities[:1])
+            _, results[stage] = run_stage(settings, stage, workdir, data, {}, score_loss_fn(settings, stage),
+                                          {**meta, "stage": stage}, log, mesh)
     return results
 
 

@@ -1,0 +1,217 @@
+"""Benchmark: training throughput and posterior-sampling time of a workload, on 1 to N devices.
+
+``python experiments/benchmark.py [--height=120 --width=240 ...] [--devices=1,2,4,8]`` builds the models of
+``configs/era5.py`` at the given sizes with random parameters (speed does not depend on training) and
+prints one JSON line per device count:
+
+- ``forward_gflop_per_sample``: XLA's cost analysis of one window-score forward pass (batch 1);
+- ``train``: the real compiled train step (denoising loss, AdamW, clipping, EMA) on a global batch of
+  ``--batch`` windows split over the devices: ``compile_s``, ``step_s`` (median of ``--train-steps``
+  timed steps after a warm-up step) and ``samples_per_s``;
+- ``sample``: ``posterior_sample``'s ensemble program (``--members`` members split over the devices,
+  ``--steps`` predictor steps with ``--corrections`` Langevin corrections, SDA guidance through the decoder's
+  state head and a ``--coarsen``x block mean): ``first_call_s`` (compilation + one run), ``seconds`` (median
+  of the timed calls) and ``compile_s`` = the difference;
+- ``peak_memory_bytes`` (accelerators only), the device kind and count, and ``speedup`` relative to the
+  first device count of the run.
+
+Defaults: the reference's latent workload (5 states x 5 latent channels = 25 channels at 120 x 240, U-Net
+(32, 64, 128) x (3, 3, 3), embedding 64, batch 64; 8 members, 64 steps, 1 correction, 4x coarsening).
+The pixel workload: ``--space=pixel --hidden=64,128,256`` (5 states x 10 channels, no decoder). Small CPU
+run: ``--height=32 --width=64 --batch=8 --members=2 --steps=4``. Several device counts on a CPU:
+``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from slams_jax import parallel
+from slams_jax.configuration import settings_from_config
+from slams_jax.guidance import SDA
+from slams_jax.models import build_autoencoder, build_score, decode_states
+from slams_jax.observations import Observation
+from slams_jax.operators import Coarsen
+from slams_jax.posterior import PriorModel, sample_posterior_prior
+from slams_jax.samplers import PredictorCorrector
+from slams_jax.score import denoising_loss
+from slams_jax.train import TrainState, compile_steps, make_optimizer
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v)
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--height", type=int, default=120)
+    p.add_argument("--width", type=int, default=240)
+    p.add_argument("--space", choices=("latent", "pixel"), default="latent")
+    p.add_argument("--channels", type=int, default=0, help="channels per state (default: 5 latent, 10 pixel)")
+    p.add_argument("--order", type=int, default=2, help="Markov order k: windows of 2k+1 states")
+    p.add_argument("--hidden", type=_ints, default=(32, 64, 128))
+    p.add_argument("--blocks", type=_ints, default=(3, 3, 3))
+    p.add_argument("--embedding", type=int, default=64)
+    p.add_argument("--batch", type=int, default=64, help="global training batch (windows)")
+    p.add_argument("--train-steps", type=int, default=5, help="timed training steps")
+    p.add_argument("--members", type=int, default=8)
+    p.add_argument("--steps", type=int, default=64)
+    p.add_argument("--corrections", type=int, default=1)
+    p.add_argument("--length", type=int, default=0, help="states of the sampled trajectory (default: one window)")
+    p.add_argument("--coarsen", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=2, help="timed sampling calls")
+    p.add_argument("--devices", type=_ints, default=(), help="device counts to run, e.g. 1,2,4 (default: all)")
+    p.add_argument("--skip", choices=("", "train", "sample"), default="")
+    return p.parse_args(argv)
+
+
+def build(args):
+    """Settings, score, autoencoder variables and the trajectory shape of the workload."""
+    config = runpy.run_path(str(ROOT / "configs" / "era5.py"))["get_config"]()
+    channels = args.channels or (5 if args.space == "latent" else 10)
+    config.autoencoder.latent_channels = channels if args.space == "latent" else 5
+    stage = "score" if args.space == "latent" else "pixel_score"
+    section = config.score if args.space == "latent" else config.pixel_score
+    section.order = args.order
+    section.hidden_channels = args.hidden
+    section.hidden_blocks = args.blocks
+    section.embedding = args.embedding
+    if args.space == "pixel":
+        state = config.data.modalities[0]
+        state.variables = tuple(f"v{i}" for i in range(channels))
+    config.train.batch_size = args.batch
+    settings = settings_from_config(config)
+    score = build_score(settings, stage)
+    length = args.length or score.window
+    return settings, stage, score, (length, args.height, args.width, channels)
+
+
+def gflop_per_sample(score, params, shape) -> float | None:
+    x = jnp.zeros((1, score.window) + shape[1:], jnp.float32)
+    t = jnp.zeros((1,), jnp.float32)
+    cost = jax.jit(lambda p, x, t: score.window_eps(p, x, t)).lower(params, x, t).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = (cost or {}).get("flops")
+    return None if flops is None else flops / 1e9
+
+
+def bench_train(args, settings, stage, score, params, shape, mesh) -> dict:
+    ts = settings.train[stage]
+    optimizer = make_optimizer(ts)
+
+    def loss_fn(p, batch_stats, frozen, batch, key, train):
+        return denoising_loss(lambda xt, t: score.window_eps(p, xt, t), settings.sde, key, batch["x"]), ({}, batch_stats)
+
+    state = TrainState(step=jnp.array(0, jnp.int32), params=params, ema_params=jax.tree_util.tree_map(jnp.copy, params),
+                       opt_state=optimizer.init(params), batch_stats={})
+    state, key = parallel.replicate((state, jax.random.PRNGKey(0)), mesh)
+    rng = np.random.default_rng(0)
+    window = (score.window,) + shape[1:]
+    batch = parallel.global_batch(
+        lambda rows: {"x": rng.standard_normal((len(rows),) + window, dtype=np.float32)}, args.batch, mesh)
+    step_fn, _ = compile_steps(loss_fn, optimizer, ts.ema_decay, mesh)
+    t0 = time.perf_counter()
+    compiled = step_fn.lower(state, batch, key, {}).compile()
+    compile_s = time.perf_counter() - t0
+    state, metrics = compiled(state, batch, key, {})  # warm-up
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(args.train_steps):
+        t0 = time.perf_counter()
+        state, metrics = compiled(state, batch, key, {})
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    return {"compile_s": compile_s, "step_s": step_s, "samples_per_s": args.batch / step_s,
+            "loss": float(parallel.to_host(metrics)["loss"])}
+
+
+def bench_sample(args, settings, score, params, shape, mesh) -> dict:
+    length = shape[0]
+    key = jax.random.PRNGKey(1)
+    if args.space == "latent":
+        model = build_autoencoder(settings)
+        fields = {m.name: jnp.zeros((1,) + shape[1:3] + (len(m.variables),), jnp.float32)
+                  for m in settings.data.modalities}
+        variables = jax.jit(lambda k: model.init(k, fields, train=False))(key)
+        decode = lambda z: decode_states(settings, variables, z, settings.data.state.name)
+    else:
+        decode = lambda x: x
+    prior = PriorModel(eps=lambda x, t: score.trajectory_eps(params, x, t), schedule=settings.sde, shape=shape,
+                       decoders={"state": decode}, scales={"state": 1.0}, output=decode, cache_key=("benchmark", id(params)))
+    state_shape = jax.eval_shape(decode, jax.ShapeDtypeStruct(shape, jnp.float32)).shape
+    op = Coarsen(args.coarsen)
+    values = np.zeros(op.check(tuple(state_shape)), np.float32)
+    obs = [Observation("state", op, values=values, std=0.1)]
+    sampler = PredictorCorrector(steps=args.steps, corrections=args.corrections)
+
+    def run(k):
+        return jax.block_until_ready(sample_posterior_prior(k, prior, obs, args.members, SDA(), sampler, mesh=mesh))
+
+    t0 = time.perf_counter()
+    run(jax.random.PRNGKey(2))
+    first = time.perf_counter() - t0
+    times = []
+    for r in range(args.repeats):
+        t0 = time.perf_counter()
+        run(jax.random.PRNGKey(3 + r))
+        times.append(time.perf_counter() - t0)
+    seconds = statistics.median(times)
+    return {"first_call_s": first, "seconds": seconds, "compile_s": max(first - seconds, 0.0),
+            "members": args.members, "steps": args.steps, "corrections": args.corrections, "length": length}
+
+
+def peak_memory() -> int | None:
+    stats = [d.memory_stats() for d in jax.local_devices()]
+    peaks = [s.get("peak_bytes_in_use") for s in stats if s]
+    return max(peaks) if peaks and all(p is not None for p in peaks) else None
+
+
+def main(argv=None) -> list[dict]:
+    args = parse(argv)
+    settings, stage, score, shape = build(args)
+    window = jnp.zeros((1, score.window) + shape[1:], jnp.float32)
+    params = jax.jit(score.init)(jax.random.PRNGKey(0), window)
+    counts = args.devices or (jax.device_count(),)
+    workload = {"height": args.height, "width": args.width, "space": args.space, "channels": shape[-1] * score.window,
+                "hidden": list(args.hidden), "blocks": list(args.blocks), "embedding": args.embedding,
+                "batch": args.batch, "members": args.members, "steps": args.steps, "corrections": args.corrections,
+                "length": shape[0], "coarsen": args.coarsen, "dtype": "float32"}
+    gflop = gflop_per_sample(score, params, shape)
+    rows, first = [], None
+    for n in counts:
+        mesh = parallel.data_mesh(n)
+        row = {"device": jax.devices()[0].device_kind, "devices": n, "workload": workload,
+               "forward_gflop_per_sample": gflop,
+               "parameters": int(sum(np.size(p) for p in jax.tree_util.tree_leaves(params)))}
+        if args.skip != "train":
+            row["train"] = bench_train(args, settings, stage, score, params, shape, mesh)
+        if args.skip != "sample":
+            row["sample"] = bench_sample(args, settings, score, params, shape, mesh)
+        row["peak_memory_bytes"] = peak_memory()
+        first = first or row
+        row["speedup"] = {}
+        if "train" in row:
+            row["speedup"]["train"] = first["train"]["step_s"] / row["train"]["step_s"]
+        if "sample" in row:
+            row["speedup"]["sample"] = first["sample"]["seconds"] / row["sample"]["seconds"]
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,9 @@ NOAA OLR (satellite). Autoencoder as the reference (conv k5, stride 1, (10 + aux
 window of 5 latent states; U-Net (32, 64, 128) x (3, 3, 3); AdamW 2e-4, weight decay 1e-3, batch 64,
 64 epochs.
 
-The data path is required: ``--config.data.era5_path=/path/to/era5.zarr``.
+The data paths are required: ``--config.data.era5_path=/path/to/era5.zarr`` (WeatherBench2 layout; or a
+ChaosBench directory with ``--config.data.era5.layout=chaosbench --config.data.era5.variable=t``) and
+``--config.data.era5.aux.precip.path``, ``--config.data.era5.aux.olr.path``. See the README's "Real data".
 Latitude is not periodic: its padding goes across the pole (``pole``), longitude wraps.
 """
 
@@ -35,6 +37,28 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         ml_collections.ConfigDict({"name": "precip", "variables": ("precip",), "weight": 1.0}),
         ml_collections.ConfigDict({"name": "olr", "variables": ("olr",), "weight": 1.0}),
     )
+    # Daily states matched by date across the sources; the splits never overlap (the paper's test year
+    # 2020 is left out between validation and test).
+    config.data.era5 = ml_collections.ConfigDict()
+    config.data.era5.layout = "weatherbench2"  # or "chaosbench" (era5_path: the directory of daily zarr stores)
+    config.data.era5.variable = "temperature"  # "t" in ChaosBench
+    config.data.era5.levels = tuple(float(p) for p in LEVELS)
+    config.data.era5.aggregation = "mean"  # sub-daily analyses averaged to one daily state
+    config.data.era5.train = ("2000-01-01", "2015-12-31")
+    config.data.era5.valid = ("2016-01-01", "2019-12-31")
+    config.data.era5.test = ("2021-01-01", "2022-12-31")
+    config.data.era5.missing = "error"  # or "skip": windows avoid days missing in any source
+    config.data.era5.normalization_days = 366
+    config.data.era5.prepared = ""  # a store written by python -m slams_jax.prepare
+    config.data.era5.aux = ml_collections.ConfigDict()
+    # NOAA PSL CPC global unified daily precipitation (0.5 deg, NaN over the ocean): area mean onto the grid
+    config.data.era5.aux.precip = ml_collections.ConfigDict(
+        {"path": "", "variable": "precip", "levels": (), "layout": "store", "regrid": "conservative",
+         "aggregation": "mean"})
+    # NOAA interpolated OLR (2.5 deg): daily mean, area mean onto the grid
+    config.data.era5.aux.olr = ml_collections.ConfigDict(
+        {"path": "", "variable": "olr", "levels": (), "layout": "store", "regrid": "conservative",
+         "aggregation": "mean"})
 
     config.autoencoder.latent_channels = 5
     config.autoencoder.hidden_channels = (9, 8, 7, 6)
@@ -62,6 +86,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.train.learning_rate = 2e-4
     config.train.weight_decay = 1e-3
     config.train.lr_schedule = "linear"
+    # losses weighted by grid-cell area (the reference's are not: set False to reproduce it exactly)
+    config.train.area_weighted = True
     config.train.ema_decay = 0.999
     # 64 epochs of 16 years of daily windows at batch 64 is about 5,800 steps.
     config.train.steps = 5800
@@ -80,6 +106,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         ml_collections.ConfigDict({"modality": "precip", "points": 0.05, "relative_std": 0.2}),
         ml_collections.ConfigDict({"modality": "olr", "coarsen": 2, "relative_std": 0.05}),
     )
-    if variant:
-        raise ValueError(f"configs/era5.py: unknown variant {variant!r}")
+    if variant == "state":  # the state alone (no auxiliary sources needed): configs/era5.py:state
+        config.data.modalities = config.data.modalities[:1]
+        config.data.era5.aux = ml_collections.ConfigDict()
+        config.assimilation.observations = config.assimilation.observations[:1]
+    elif variant:
+        raise ValueError(f"configs/era5.py: unknown variant {variant!r}; expected '' or 'state'")
     return config

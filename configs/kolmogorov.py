@@ -21,6 +21,7 @@ def _stage_overrides() -> ml_collections.ConfigDict:
         "log_every": config_dict.placeholder(int),
         "eval_every": config_dict.placeholder(int),
         "checkpoint_every": config_dict.placeholder(int),
+        "area_weighted": config_dict.placeholder(bool),
     })
 
 
@@ -94,6 +95,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.train.eval_batches = 4
     config.train.checkpoint_every = 500
     config.train.max_to_keep = 2
+    config.train.area_weighted = False  # cell-area (cos latitude) weighted losses; geographic grids only
     config.train.autoencoder = _stage_overrides()
     config.train.score = _stage_overrides()
     config.train.pixel_score = _stage_overrides()

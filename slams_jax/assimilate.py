@@ -248,16 +248,23 @@ def assimilate(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
     state_name = settings.data.state.name
     state_vars = settings.data.state.variables
 
-    ds = datasets.load_dataset(settings.data, settings.seed, workdir)
-    test = datasets.split_dataset(ds, settings.data)["test"]
-    n_traj, n_time = test.sizes["trajectory"], test.sizes["time"]
-    if not 0 <= a.trajectory < n_traj:
-        raise ConfigError(f"config.assimilation.trajectory={a.trajectory}: the test split has {n_traj} trajectories")
-    if a.start < 0 or a.start + a.length > n_time:
-        raise ConfigError(
-            f"config.assimilation.start={a.start}, length={a.length}: the test trajectories have {n_time} states"
-        )
-    window = test.isel(trajectory=a.trajectory, time=slice(a.start, a.start + a.length))
+    if settings.data.source == "era5":  # one test trajectory: the days of the test period
+        from slams_jax import era5
+
+        if a.trajectory != 0:
+            raise ConfigError(f"config.assimilation.trajectory={a.trajectory}: ERA5's test split is one trajectory (0)")
+        window = era5.window_dataset(settings.data, "test", a.start, a.length)
+    else:
+        ds = datasets.load_dataset(settings.data, settings.seed, workdir)
+        test = datasets.split_dataset(ds, settings.data)["test"]
+        n_traj, n_time = test.sizes["trajectory"], test.sizes["time"]
+        if not 0 <= a.trajectory < n_traj:
+            raise ConfigError(f"config.assimilation.trajectory={a.trajectory}: the test split has {n_traj} trajectories")
+        if a.start < 0 or a.start + a.length > n_time:
+            raise ConfigError(
+                f"config.assimilation.start={a.start}, length={a.length}: the test trajectories have {n_time} states"
+            )
+        window = test.isel(trajectory=a.trajectory, time=slice(a.start, a.start + a.length))
     raw = datasets.to_arrays(window.expand_dims("trajectory"), settings.data.modalities)
     truth = {k: v[0] for k, v in raw.items()}
 

@@ -46,17 +46,19 @@ def masked_mse(
     pred: Float[Array, "*shape"],
     target: Float[Array, "*shape"],
     mask: Bool[Array, "*shape"] | None = None,
+    weights: Float[Array, "..."] | None = None,
 ) -> Float[Array, ""]:
-    """Mean squared error over the valid points only.
+    """Mean squared error over the valid points only (weighted, e.g. by cell area, if ``weights`` is given).
 
     Args:
         pred: predictions.
         target: targets; may hold NaN (or anything) at invalid points.
         mask: validity, broadcastable to ``pred.shape``; ``None`` means ``isfinite(target)``. Points where the
             target is not finite are treated as invalid in any case.
+        weights: Non-negative weights broadcastable to ``pred.shape`` (e.g. area weights ``(lat, 1, 1)``).
 
     Returns:
-        ``sum_valid (pred - target)^2 / max(#valid, 1)`` (0 when nothing is valid).
+        ``sum_valid w (pred - target)^2 / max(sum_valid w, tiny)`` (0 when nothing is valid).
     """
     pred = jnp.asarray(pred)
     target = jnp.broadcast_to(jnp.asarray(target), pred.shape)
@@ -65,8 +67,12 @@ def masked_mse(
         valid = valid & jnp.broadcast_to(jnp.asarray(mask, dtype=bool), pred.shape)
     # Clean the target before subtracting so that the cotangent of pred is never NaN.
     error = jnp.where(valid, pred - jnp.where(valid, target, jnp.zeros_like(target)), jnp.zeros_like(pred))
-    count = jnp.sum(valid.astype(pred.dtype))
-    return jnp.sum(jnp.square(error)) / jnp.maximum(count, jnp.ones_like(count))
+    if weights is None:
+        count = jnp.sum(valid.astype(pred.dtype))
+        return jnp.sum(jnp.square(error)) / jnp.maximum(count, jnp.ones_like(count))
+    w = jnp.broadcast_to(jnp.asarray(weights, pred.dtype), pred.shape)
+    total = jnp.sum(jnp.where(valid, w, jnp.zeros_like(w)))
+    return jnp.sum(w * jnp.square(error)) / jnp.maximum(total, jnp.full_like(total, 1e-12))
 
 
 def _group_count(channels: int) -> int:

@@ -37,6 +37,80 @@ class ModalitySettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuxSourceSettings:
+    """A gridded auxiliary modality read from a file (``era5`` source).
+
+    Attributes:
+        path: A netCDF file or zarr store (``store``), or a directory of one zarr per day (``chaosbench``).
+        variable: Variable name in the file (e.g. ``precip`` for CPC, ``olr`` for NOAA OLR).
+        levels: Pressure levels in hPa, by value; empty for a single-level field.
+        layout: ``store`` or ``chaosbench``.
+        regrid: ``conservative`` (area mean; for fluxes and precipitation) or ``bilinear``.
+        aggregation: How the values of one day become one state: ``mean`` or ``first``.
+    """
+
+    path: str = ""
+    variable: str = ""
+    levels: tuple[float, ...] = ()
+    layout: Literal["store", "chaosbench"] = "store"
+    regrid: Literal["conservative", "bilinear"] = "conservative"
+    aggregation: Literal["mean", "first"] = "mean"
+
+
+@dataclasses.dataclass(frozen=True)
+class Era5Settings:
+    """Where the ERA5 state comes from, its daily time axis and the date splits (``era5`` source).
+
+    Attributes:
+        layout: ``weatherbench2`` (one zarr store or netCDF file, dims time, level, latitude, longitude) or
+            ``chaosbench`` (a directory of one zarr per day, named ``...YYYYMMDD.zarr``).
+        variable: The state variable in the store (``temperature`` in WeatherBench2, ``t`` in ChaosBench).
+        levels: Pressure levels (hPa, by value) that become the state's channels, in order.
+        aggregation: Sub-daily states to one daily state: ``mean`` or ``first`` (the 00 UTC analysis).
+        train, valid, test: Inclusive date ranges ``(first, last)`` of the splits.
+        missing: A day absent from any source: ``error`` (reported, nothing runs) or ``skip`` (reported;
+            no window contains it).
+        normalization_days: Days of the training period (evenly spaced) the normalization is fitted on.
+        prepared: A store written by ``python -m slams_jax.prepare`` to train from; empty: stream from the sources.
+        aux: The auxiliary modalities' sources, by modality name (``--config.data.era5.aux.precip.path=...``).
+    """
+
+    layout: Literal["weatherbench2", "chaosbench"] = "weatherbench2"
+    variable: str = "temperature"
+    levels: tuple[float, ...] = ()
+    aggregation: Literal["mean", "first"] = "mean"
+    train: tuple[str, ...] = ("2000-01-01", "2015-12-31")
+    valid: tuple[str, ...] = ("2016-01-01", "2019-12-31")
+    test: tuple[str, ...] = ("2021-01-01", "2022-12-31")
+    missing: Literal["error", "skip"] = "error"
+    normalization_days: int = 366
+    prepared: str = ""
+    aux: Mapping[str, AuxSourceSettings] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        import numpy as np
+
+        bounds = {}
+        for split in ("train", "valid", "test"):
+            pair = getattr(self, split)
+            if len(pair) != 2:
+                raise ValueError(f"{split}={pair!r}: expected (first_date, last_date)")
+            try:
+                lo, hi = (np.datetime64(d, "D") for d in pair)
+            except ValueError as e:
+                raise ValueError(f"{split}={pair!r}: not dates ({e})") from e
+            if hi < lo:
+                raise ValueError(f"{split}={pair!r}: the last date is before the first")
+            bounds[split] = (lo, hi)
+        for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+            (a0, a1), (b0, b1) = bounds[a], bounds[b]
+            if a0 <= b1 and b0 <= a1:
+                raise ValueError(f"the {a} period {getattr(self, a)} overlaps the {b} period {getattr(self, b)}")
+        if self.normalization_days < 1:
+            raise ValueError(f"normalization_days={self.normalization_days}: expected at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class DataSettings:
     """Where the data come from and how they are split.
 
@@ -48,6 +122,7 @@ class DataSettings:
         n_states: States per trajectory.
         modalities: The state modality first, then the auxiliary ones.
         kolmogorov: Settings of the Kolmogorov-flow generator.
+        era5: Sources, daily time axis and date splits of the ``era5`` source.
     """
 
     source: Literal["kolmogorov", "era5"] = "kolmogorov"
@@ -59,6 +134,7 @@ class DataSettings:
     n_states: int = 64
     modalities: tuple[ModalitySettings, ...] = ()
     kolmogorov: KolmogorovConfig = KolmogorovConfig()
+    era5: Era5Settings = Era5Settings()
 
     @property
     def state(self) -> ModalitySettings:
@@ -119,6 +195,8 @@ class TrainSettings:
         log_every, eval_every, checkpoint_every: Intervals in steps.
         eval_batches: Validation batches per evaluation.
         max_to_keep: Checkpoints kept per stage.
+        area_weighted: Weight the losses by grid-cell area (cos latitude) on geographic grids (``era5``), so
+            the crowded polar rows do not dominate.
     """
 
     steps: int = 1000
@@ -135,6 +213,7 @@ class TrainSettings:
     eval_batches: int = 4
     checkpoint_every: int = 500
     max_to_keep: int = 2
+    area_weighted: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -462,5 +541,6 @@ __all__ = [
     "STAGES", "ModalitySettings", "DataSettings", "AutoencoderSettings", "ScoreSettings",
     "TrainSettings", "Settings", "ConfigError", "settings_from_config", "settings_to_dict",
     "settings_from_dict", "ObservationSettings", "ObservationFileSettings", "AssimilationSettings",
-    "assimilation_settings_from_config", "ParallelSettings", "parallel_settings_from_config",
+    "assimilation_settings_from_config", "ParallelSettings", "parallel_settings_from_config", "Era5Settings",
+    "AuxSourceSettings",
 ]

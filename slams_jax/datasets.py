@@ -47,16 +47,7 @@ def load_dataset(data: DataSettings, seed: int, workdir: str | os.PathLike) -> x
     a temporary file renamed into place) and reused while the generation settings are unchanged.
     """
     if data.source == "era5":
-        if not data.era5_path:
-            raise FileNotFoundError(
-                "config.data.era5_path is empty: the era5 config needs the path of an ERA5 store "
-                "(WeatherBench2 layout), e.g. --config.data.era5_path=/data/era5.zarr. The embedded "
-                "default that needs no download is configs/kolmogorov.py."
-            )
-        raise NotImplementedError(
-            f"config.data.era5_path={data.era5_path!r}: the ERA5 loader is not part of this version yet "
-            "(tracked as the 'Real data' issue); use configs/kolmogorov.py meanwhile."
-        )
+        raise ValueError("load_dataset: the era5 source is read lazily by slams_jax.era5.load_splits")
     path = _kolmogorov_cache_path(data, seed, workdir)
     if not path.exists():
         n = data.n_train + data.n_valid + data.n_test
@@ -98,10 +89,10 @@ def to_arrays(ds: xr.Dataset, modalities: tuple[ModalitySettings, ...]) -> Array
         parts = []
         for v in m.variables:
             da = ds[v]
-            if da.dims != ("trajectory", "time", "y", "x"):
+            if da.ndim != 4 or da.dims[:2] != ("trajectory", "time"):
                 raise ValueError(
                     f"variable {v!r} of modality {m.name!r} has dims {da.dims}; "
-                    "expected ('trajectory', 'time', 'y', 'x')"
+                    "expected ('trajectory', 'time', <latitude or y>, <longitude or x>)"
                 )
             parts.append(np.asarray(da.values, np.float32))
         arrays[m.name] = np.stack(parts, axis=-1)
@@ -158,22 +149,44 @@ def normalize_arrays(arrays: Arrays, norm: Normalization) -> Arrays:
     return {k: norm.normalize(k, a).astype(np.float32) for k, a in arrays.items()}
 
 
+def _present(arrays: Arrays) -> np.ndarray | None:
+    """``(trajectory, time)`` mask of the states that exist (real data with skipped days), or ``None``."""
+    masks = [a.present for a in arrays.values() if getattr(a, "present", None) is not None]
+    return np.logical_and.reduce(masks) if masks else None
+
+
 def state_indices(key: PRNGKey, arrays: Arrays, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """``(trajectory, time)`` indices ``(batch,)`` of a batch of single states, drawn from ``key``."""
     first = next(iter(arrays.values()))
     n_traj, n_time = first.shape[:2]
-    idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n_traj * n_time))
+    present = _present(arrays)
+    if present is None:
+        idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n_traj * n_time))
+    else:
+        allowed = np.flatnonzero(present)
+        idx = allowed[np.asarray(jax.random.randint(key, (batch_size,), 0, len(allowed)))]
     return np.divmod(idx, n_time)
 
 
 def window_indices(key: PRNGKey, arrays: Arrays, batch_size: int, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(trajectory (batch,), time (batch, window))`` indices of a batch of windows, drawn from ``key``."""
+    """``(trajectory (batch,), time (batch, window))`` indices of a batch of windows, drawn from ``key``.
+
+    With missing states (real data, ``present`` masks), only windows of states that all exist are drawn.
+    """
     first = next(iter(arrays.values()))
     n_traj, n_time = first.shape[:2]
     if n_time < window:
         raise ValueError(f"trajectories have {n_time} states, fewer than the score window {window}")
     per_traj = n_time - window + 1
-    idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n_traj * per_traj))
+    present = _present(arrays)
+    if present is None:
+        idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n_traj * per_traj))
+    else:
+        full = np.lib.stride_tricks.sliding_window_view(present, window, axis=1).all(-1)  # (traj, per_traj)
+        allowed = np.flatnonzero(full)
+        if not len(allowed):
+            raise ValueError(f"no window of {window} consecutive states without a missing one")
+        idx = allowed[np.asarray(jax.random.randint(key, (batch_size,), 0, len(allowed)))]
     traj, start = np.divmod(idx, per_traj)
     return traj, start[:, None] + np.arange(window)[None, :]
 

@@ -158,6 +158,7 @@ def denoising_loss(
     schedule: VPSchedule,
     key: PRNGKey,
     x: Float[Array, "batch ..."],
+    weights: Float[Array, "..."] | None = None,
 ) -> Float[Array, ""]:
     """Noise-prediction loss ``E ||eps_fn(mu_t x + sigma_t eps, t) - eps||^2`` with ``t ~ U(0, 1)``.
 
@@ -166,14 +167,19 @@ def denoising_loss(
         schedule: The VP schedule.
         key: PRNG key for ``t`` and ``eps``.
         x: Clean samples; axis 0 is the batch.
+        weights: Optional weights broadcastable to ``x`` (e.g. cell areas along latitude), normalized here.
 
     Returns:
-        The mean squared error over every element.
+        The (weighted) mean squared error over every element.
     """
     key_t, key_eps = jax.random.split(key)
     t = jax.random.uniform(key_t, (x.shape[0],), x.dtype)
     x_t, eps = schedule.perturb(key_eps, x, t)
-    return jnp.mean(jnp.square(eps_fn(x_t, t) - eps))
+    error = jnp.square(eps_fn(x_t, t) - eps)
+    if weights is None:
+        return jnp.mean(error)
+    w = jnp.broadcast_to(jnp.asarray(weights, x.dtype), x.shape)
+    return jnp.sum(w * error) / jnp.sum(w)
 
 
 def tweedie_denoise(

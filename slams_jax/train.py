@@ -137,8 +137,10 @@ def eval_step(state: TrainState, batch, key, frozen, *, loss_fn: LossFn) -> dict
 # Stage definitions: initial state, loss and batches.
 
 
-def autoencoder_loss_fn(settings: Settings, aux_dropout: float) -> LossFn:
-    """Masked reconstruction loss of every modality, weighted by ``modality.weight``."""
+def autoencoder_loss_fn(settings: Settings, aux_dropout: float, lat_weights: np.ndarray | None = None) -> LossFn:
+    """Masked reconstruction loss of every modality, weighted by ``modality.weight`` (and by cell area along
+    latitude with ``lat_weights``)."""
+    area = None if lat_weights is None else jnp.asarray(lat_weights, jnp.float32).reshape(-1, 1, 1)
     model = build_autoencoder(settings)
     modalities = settings.data.modalities
     total_weight = sum(m.weight for m in modalities)
@@ -169,7 +171,7 @@ def autoencoder_loss_fn(settings: Settings, aux_dropout: float) -> LossFn:
         metrics, loss = {}, jnp.float32(0.0)
         for m in modalities:
             target = batch[m.name]
-            err = masked_mse(recon[m.name], target, jnp.isfinite(target))
+            err = masked_mse(recon[m.name], target, jnp.isfinite(target), area)
             metrics[f"mse_{m.name}"] = err
             loss = loss + (m.weight / total_weight) * err
         return loss, (metrics, new_stats)
@@ -177,10 +179,19 @@ def autoencoder_loss_fn(settings: Settings, aux_dropout: float) -> LossFn:
     return loss_fn
 
 
-def score_loss_fn(settings: Settings, stage: str) -> LossFn:
-    """Denoising loss of the window score, on standardized latents (``score``) or states (``pixel_score``)."""
+def score_loss_fn(settings: Settings, stage: str, lat_weights: np.ndarray | None = None) -> LossFn:
+    """Denoising loss of the window score, on standardized latents (``score``) or states (``pixel_score``);
+    ``lat_weights`` (on the data grid) weights it by cell area along latitude."""
     score = build_score(settings, stage)
     state_name = settings.data.state.name
+    area = None
+    if lat_weights is not None:
+        w = np.asarray(lat_weights, np.float64)
+        factor = settings.autoencoder.downsample if stage == "score" else 1
+        if factor > 1:  # the latent rows cover `factor` data rows each
+            rows = len(w) // factor
+            w = w[: rows * factor].reshape(rows, factor).mean(1)
+        area = jnp.asarray(w, jnp.float32).reshape(-1, 1, 1)
 
     def loss_fn(params, batch_stats, frozen, batch, key, train):
         del batch_stats, train
@@ -189,7 +200,8 @@ def score_loss_fn(settings: Settings, stage: str) -> LossFn:
             x = jax.lax.stop_gradient(standardize(z, frozen["latent_mean"], frozen["latent_std"]))
         else:
             x = batch[state_name]
-        loss = denoising_loss(lambda xt, t: score.window_eps(params, xt, t), settings.sde, key, x)
+        weights = None if area is None else area[: x.shape[-3]]
+        loss = denoising_loss(lambda xt, t: score.window_eps(params, xt, t), settings.sde, key, x, weights)
         return loss, ({}, {})
 
     return loss_fn
@@ -425,7 +437,15 @@ def compile_steps(loss_fn: LossFn, optimizer: optax.GradientTransformation, ema_
 
 
 def prepare_data(settings: Settings, workdir: Path) -> tuple[dict[str, datasets.Arrays], datasets.Normalization]:
-    """Load (or generate), split and normalize the data; normalization fitted on the train split only."""
+    """Load (or generate), split and normalize the data; normalization fitted on the train split only.
+
+    ERA5 (``config.data.source = "era5"``): lazy arrays that read the sources (or the prepared store) by
+    date as batches are drawn; nothing is loaded whole.
+    """
+    if settings.data.source == "era5":
+        from slams_jax import era5
+
+        return era5.training_arrays(settings.data)
     ds = datasets.load_dataset(settings.data, settings.seed, workdir)
     splits = datasets.split_dataset(ds, settings.data)
     raw = {name: datasets.to_arrays(split, settings.data.modalities) for name, split in splits.items()}
@@ -450,6 +470,9 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, dic
     mesh = parallel.data_mesh(par.devices)
     for stage in settings.stages:  # fail before any work
         parallel.check_divisible(settings.train[stage].batch_size, mesh, f"config.train.batch_size of stage {stage}")
+        if settings.train[stage].area_weighted and settings.data.source != "era5":
+            raise ValueError(f"config.train.area_weighted (stage {stage}): the {settings.data.source!r} data have "
+                             "no latitude; cell-area weights need a geographic grid (the era5 source)")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if parallel.is_main_process():
@@ -460,11 +483,21 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, dic
     meta = {"format": CHECKPOINT_FORMAT, "settings": settings_to_dict(settings), "normalization": norm.to_dict(),
             "grid": grid}
     results = {}
+
+    def lat_weights(stage):
+        if not settings.train[stage].area_weighted:
+            return None
+        from slams_jax import era5
+        from slams_jax.regrid import area_weights
+
+        return area_weights(era5.grid_latitude(settings.data))
+
     for stage in settings.stages:
         if stage == "autoencoder":
             data = StageData(arrays["train"], arrays["valid"], None, settings.data.modalities)
             _, results[stage] = run_stage(
-                settings, stage, workdir, data, {}, autoencoder_loss_fn(settings, settings.train[stage].aux_dropout),
+                settings, stage, workdir, data, {},
+                autoencoder_loss_fn(settings, settings.train[stage].aux_dropout, lat_weights(stage)),
                 {**meta, "stage": stage}, log, mesh,
             )
         elif stage == "score":
@@ -473,14 +506,15 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, dic
             frozen = {"autoencoder": variables, "latent_mean": jnp.asarray(mean), "latent_std": jnp.asarray(std)}
             data = StageData(arrays["train"], arrays["valid"], settings.score.window, settings.data.modalities)
             stage_meta = {**meta, "stage": stage, "latent_mean": mean.tolist(), "latent_std": std.tolist()}
-            _, results[stage] = run_stage(settings, stage, workdir, data, frozen, score_loss_fn(settings, stage),
-                                          stage_meta, log, mesh)
+            _, results[stage] = run_stage(settings, stage, workdir, data, frozen,
+                                          score_loss_fn(settings, stage, lat_weights(stage)), stage_meta, log, mesh)
         else:
             name = settings.data.state.name
             data = StageData({name: arrays["train"][name]}, {name: arrays["valid"][name]}, settings.pixel_score.window,
                              settings.data.modalities[:1])
-            _, results[stage] = run_stage(settings, stage, workdir, data, {}, score_loss_fn(settings, stage),
-                                          {**meta, "stage": stage}, log, mesh)
+            _, results[stage] = run_stage(settings, stage, workdir, data, {},
+                                          score_loss_fn(settings, stage, lat_weights(stage)), {**meta, "stage": stage},
+                                          log, mesh)
     return results
 
 

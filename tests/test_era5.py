@@ -116,3 +116,15 @@ def test_real_fields_regridded_to_the_weatherbench2_grid_keep_their_area_mean():
                                rtol=5e-4)
     # and the regridded field is close to ERA5's own 850 hPa temperature of another date in scale and pattern
     assert abs(np.corrcoef(y[0, 0].mean(-1), target.values[0, 0].mean(-1))[0, 1]) > 0.9
+
+
+@pytest.mark.skipif(not WB2.exists(), reason="../shared/data is not available")
+def test_real_weatherbench2_file_through_the_daily_source():
+    from slams_jax.era5 import StoreSource
+
+    src = StoreSource(WB2, "temperature", [850, 500])
+    assert src.days.tolist() == [np.datetime64("1959-01-02", "D")] and src.units == "K"
+    x = src.read(src.days)
+    assert x.shape == (1, 2, 32, 64) and x.dtype == np.float32
+    ref = select(standardize(open_store(WB2), WB2.name), "temperature", [850, 500], WB2.name).values
+    np.testing.assert_array_equal(x, ref)

@@ -1,0 +1,33 @@
+"""``python -m slams_jax.prepare --config=configs/era5.py --config.data.era5_path=PATH --workdir=DIR``.
+
+Reads the ERA5 state and the auxiliary modalities of the config by date, regrids them to the state's grid,
+normalizes them with statistics of the training period and writes every split as memory-mappable ``.npy``
+files (with a progress bar) to ``config.data.era5.prepared``, or ``WORKDIR/prepared`` when that is empty.
+Train from it with ``--config.data.era5.prepared=<that path>``: epochs then read plain arrays instead of
+decoding, averaging and regridding the sources again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slams_jax.configuration import settings_from_config
+
+
+def main(argv):
+    from slams_jax import cli, era5
+
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments: {argv[1:]}")
+    settings = settings_from_config(cli.config_from_flags())
+    if settings.data.source != "era5":
+        raise ValueError(f"config.data.source={settings.data.source!r}: prepare is for the era5 source")
+    out = settings.data.era5.prepared or str(Path(cli.workdir_from_flags()) / "prepared")
+    path = era5.prepare(settings.data, out)
+    print(f"prepared store written to {path}; train from it with --config.data.era5.prepared={path}")
+
+
+if __name__ == "__main__":
+    from slams_jax import cli
+
+    cli.run_main(main)

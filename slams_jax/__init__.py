@@ -34,7 +34,10 @@ from slams_jax.configuration import (
     settings_to_dict,
 )
 from slams_jax.kolmogorov import KolmogorovConfig, make_dataset as make_kolmogorov_dataset, simulate as simulate_kolmogorov
-from slams_jax.metrics import crps_ensemble, ensemble_scores, isotropic_energy_spectrum, wasserstein1
+from slams_jax.metrics import (
+    crps_ensemble, ensemble_mean_bias, ensemble_mean_rmse, ensemble_scores, ensemble_spread,
+    isotropic_energy_spectrum, rank_histogram, spread_skill_ratio, wasserstein1, zonal_power_spectrum,
+)
 from slams_jax.observations import Observation, ObservationError, observe
 from slams_jax.posterior import SamplingError, latent_observation, posterior_sample
 from slams_jax.pretrained import TrainedModel, load_trained
@@ -62,4 +65,6 @@ __all__ = [
     "DPS", "MMPS", "SDA", "Guidance", "Observation", "ObservationError", "observe", "posterior_sample",
     "latent_observation", "SamplingError", "DiffraxPredictorCorrector", "PredictorCorrector", "ProbabilityFlow",
     "ReverseSDE", "Sampler", "crps_ensemble", "ensemble_scores", "wasserstein1", "interpolation_baseline",
+    "ensemble_mean_bias", "ensemble_mean_rmse", "ensemble_spread", "rank_histogram", "spread_skill_ratio",
+    "zonal_power_spectrum",
 ]

@@ -48,6 +48,7 @@ from slams_jax.operators import (
 )
 from slams_jax.posterior import latent_observation, posterior_sample
 from slams_jax.pretrained import TrainedModel, load_trained
+from slams_jax.regrid import area_weights
 from slams_jax.samplers import DiffraxPredictorCorrector, PredictorCorrector, ProbabilityFlow, ReverseSDE, Sampler
 
 
@@ -158,10 +159,11 @@ def _read_files(a: AssimilationSettings, model: TrainedModel, window) -> list[Ob
     return out
 
 
-def _deterministic_scores(field: np.ndarray, truth: np.ndarray, channels) -> dict:
-    scores = ensemble_scores(jnp.asarray(field[None]), jnp.asarray(truth), tuple(channels))
+def _deterministic_scores(field: np.ndarray, truth: np.ndarray, channels, weights=None) -> dict:
+    scores = ensemble_scores(jnp.asarray(field[None]), jnp.asarray(truth), tuple(channels), weights=weights)
     for s in scores.values():  # a single member has no spread; its CRPS is the mean absolute error
         s.pop("spread")
+        s.pop("spread_skill")
     return scores
 
 
@@ -283,6 +285,8 @@ def assimilate(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
     sampling_s = time.perf_counter() - t0
 
     state_obs = [o for o in observations if o.modality == state_name]
+    # geographic grids: scores weighted by cell area (cos latitude), as WeatherBench does
+    weights = area_weights(window["latitude"].values) if settings.data.source == "era5" else None
     baseline = interpolation_baseline(state_obs, truth[state_name].shape,
                                       climatology=np.asarray(model.normalization.mean[state_name], np.float32))
     report: dict[str, Any] = {
@@ -293,13 +297,16 @@ def assimilate(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
         "sampling_s": sampling_s,
         "device": str(jax.devices()[0].device_kind),
         "devices": parallel.describe(mesh),
-        "analysis": {state_name: ensemble_scores(jnp.asarray(analysis), jnp.asarray(truth[state_name]), state_vars)},
-        "baseline": {state_name: _deterministic_scores(baseline, truth[state_name], state_vars)},
+        "area_weighted": weights is not None,
+        "analysis": {state_name: ensemble_scores(jnp.asarray(analysis), jnp.asarray(truth[state_name]), state_vars,
+                                                 weights=weights)},
+        "baseline": {state_name: _deterministic_scores(baseline, truth[state_name], state_vars, weights)},
     }
     if a.space == "latent":
         for m in settings.data.modalities[1:]:
             decoded = jax.jit(jax.vmap(lambda z, name=m.name: model.normalization.denormalize(name, model.decode(z, name))))
-            report["analysis"][m.name] = ensemble_scores(decoded(latent), jnp.asarray(truth[m.name]), m.variables)
+            report["analysis"][m.name] = ensemble_scores(decoded(latent), jnp.asarray(truth[m.name]), m.variables,
+                                                         weights=weights)
 
     out = workdir / "assimilation"
     if not parallel.is_main_process():  # every process sampled its members; process 0 writes

@@ -1,7 +1,7 @@
 r"""Evaluation metrics of slams_jax live here: pure ``jnp`` functions of arrays, jit-able.
 
-Isotropic kinetic-energy spectrum
----------------------------------
+Spectra
+-------
 For a velocity field :math:`(u, v)` on an :math:`N_y \times N_x` periodic grid of a
 :math:`2\pi \times 2\pi` domain, with unnormalized DFT :math:`\hat u_{\mathbf k}` and integer
 wavenumbers :math:`\mathbf k = (k_y, k_x)`, Parseval's identity reads
@@ -13,15 +13,48 @@ wavenumbers :math:`\mathbf k = (k_y, k_x)`, Parseval's identity reads
 this sum into integer shells, :math:`E(k) = \sum_{\mathrm{round}(|\mathbf k|) = k} (\dots)`,
 so that :math:`\sum_k E(k)` equals the mean kinetic energy exactly. Only the ``rfft2`` half-plane is
 computed; its columns :math:`0 < k_x < N_x/2` stand for both :math:`\pm k_x` and count twice.
+
+The zonal spectrum applies the same identity in one dimension, along the (periodic) longitude axis of
+each latitude row: with :math:`N` points and unnormalized DFT :math:`\hat f_k`,
+:math:`P(k) = c_k |\hat f_k|^2 / N^2` for :math:`k = 0, \dots, \lfloor N/2 \rfloor`, where
+:math:`c_k = 2` stands for :math:`\pm k` and :math:`c_0 = 1` (and :math:`c_{N/2} = 1` for even :math:`N`,
+the Nyquist mode being its own mirror image), so that :math:`\sum_k P(k) = \langle f^2 \rangle_{\mathrm{lon}}`.
+A cosine of amplitude :math:`A` and wavenumber :math:`0 < k < N/2` has :math:`P(k) = A^2/2`.
+
+Ensemble scores
+---------------
+Ensembles are ``(member, ..., channel)`` and truths ``(..., channel)``; non-finite truth values are
+missing and excluded everywhere (the members there are ignored). Every score is a mean over the valid
+points of each channel; with ``weights`` (area weights per latitude row, shape ``(lat,)``, e.g.
+:func:`slams_jax.regrid.area_weights`) it is the weighted mean
+:math:`\sum_i w_i s_i / \sum_i w_i` over the valid points, with :math:`w_i` the weight of the latitude row
+of point :math:`i` (latitude is axis ``-3`` of the truth). ``weights=None`` is the plain mean. Only the
+ratios of the weights matter; zero weights drop rows.
+
+- RMSE of the ensemble mean :math:`\bar x`: :math:`\sqrt{\langle (\bar x - y)^2 \rangle}`; bias:
+  :math:`\langle \bar x - y \rangle`.
+- Spread: :math:`\sqrt{\langle s^2 \rangle}` with :math:`s^2` the unbiased (``ddof=1``) member variance.
+- Spread-skill ratio (Fortin et al. 2014, "Why should ensemble spread match the RMSE of the ensemble
+  mean?"): for :math:`M` members exchangeable with the truth,
+  :math:`E(\bar x - y)^2 = \frac{M + 1}{M} E s^2`, so the ratio is reported as
+  :math:`\sqrt{\tfrac{M+1}{M}}\, \mathrm{spread} / \mathrm{RMSE}`, which is 1 for a calibrated
+  ensemble of any size, < 1 for an under-dispersive one, > 1 for an over-dispersive one (undefined, NaN,
+  for one member).
+- Rank histogram (Hamill 2001): the rank of the truth among the :math:`M` members,
+  :math:`0, \dots, M`, counted per channel; flat for exchangeable members and truth, U-shaped for an
+  under-dispersive ensemble, sloped for a biased one. A truth equal to :math:`e` members takes a rank
+  drawn uniformly among the :math:`e + 1` ranks it could have (or the middle one when no key is given).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from slams_jax._types import Array, Float
+from slams_jax._types import Array, Float, Int, PRNGKey
 
 
 def _shell_matrix(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +101,30 @@ def isotropic_energy_spectrum(
     return jnp.asarray(shells, jnp.float32), spectrum
 
 
+def zonal_power_spectrum(
+    field: Float[Array, "*batch lat lon channel"],
+) -> tuple[Float[Array, " k"], Float[Array, "*batch lat k channel"]]:
+    """One-sided power spectrum along the (periodic) longitude axis, per latitude row and channel.
+
+    Args:
+        field: Values on the grid, channels last; longitude is axis ``-2``.
+
+    Returns:
+        ``(wavenumbers, power)``: the zonal wavenumbers ``0, 1, ..., lon // 2`` (float32) and the power,
+        whose longitude axis is replaced by the wavenumber axis, with ``power.sum(-2) == mean(field**2)``
+        over longitude (Parseval, see the module docstring).
+    """
+    n = field.shape[-2]
+    hat = jnp.fft.rfft(field, axis=-2)
+    weight = np.full(n // 2 + 1, 2.0)
+    weight[0] = 1.0
+    if n % 2 == 0:
+        weight[-1] = 1.0  # the Nyquist mode is its own mirror image
+    power = jnp.real(hat) ** 2 + jnp.imag(hat) ** 2
+    weight = (weight / n**2).reshape((1,) * (power.ndim - 2) + (-1, 1))
+    return jnp.arange(n // 2 + 1, dtype=jnp.float32), power * jnp.asarray(weight, power.dtype)
+
+
 def _per_channel(x: Array) -> Array:
     return x.reshape(-1, x.shape[-1])
 
@@ -76,35 +133,93 @@ def _valid(truth: Array) -> Array:
     return jnp.isfinite(truth)
 
 
-def _valid_mean(values: Array, valid: Array) -> Array:
-    """Per-channel mean of ``values`` over the valid points."""
-    total = jnp.sum(_per_channel(jnp.where(valid, values, 0.0)), 0)
-    return total / jnp.sum(_per_channel(valid), 0).astype(values.dtype)
+def _point_weights(weights: Float[Array, " lat"], valid: Array, dtype) -> Array:
+    """Latitude weights broadcast to the points of ``valid`` (``(..., lat, lon, channel)``), zero where invalid."""
+    weights = jnp.asarray(weights, dtype)
+    if valid.ndim < 3 or weights.shape != (valid.shape[-3],):
+        raise ValueError(f"weights of shape {weights.shape} do not match the latitude axis (-3) of a truth "
+                         f"of shape {valid.shape}: expected ({valid.shape[-3] if valid.ndim >= 3 else 'lat'},)")
+    w = jnp.broadcast_to(weights.reshape(-1, 1, 1), valid.shape)
+    return jnp.where(valid, w, 0.0)
 
 
-def ensemble_mean_rmse(ensemble: Float[Array, "member ... channel"], truth: Float[Array, "... channel"]) -> Array:
-    """Per-channel RMSE of the ensemble mean over the valid (finite) points of ``truth``."""
+def _valid_mean(values: Array, valid: Array, weights: Float[Array, " lat"] | None = None) -> Array:
+    """Per-channel (latitude-weighted) mean of ``values`` over the valid points."""
+    values = jnp.where(valid, values, 0.0)
+    if weights is None:
+        return jnp.sum(_per_channel(values), 0) / jnp.sum(_per_channel(valid), 0).astype(values.dtype)
+    w = _point_weights(weights, valid, values.dtype)
+    return jnp.sum(_per_channel(w * values), 0) / jnp.sum(_per_channel(w), 0)
+
+
+def ensemble_mean_rmse(
+    ensemble: Float[Array, "member ... channel"],
+    truth: Float[Array, "... channel"],
+    weights: Float[Array, " lat"] | None = None,
+) -> Float[Array, " channel"]:
+    """Per-channel RMSE of the ensemble mean over the valid (finite) points of ``truth``.
+
+    Args:
+        ensemble: Members, ``(member, ..., lat, lon, channel)`` when weighted.
+        truth: Reference, ``(..., lat, lon, channel)``; non-finite values are missing.
+        weights: Optional area weights per latitude row, ``(lat,)``; ``None`` weighs all points equally.
+    """
     err = jnp.square(jnp.mean(ensemble, axis=0) - jnp.nan_to_num(truth))
-    return jnp.sqrt(_valid_mean(err, _valid(truth)))
+    return jnp.sqrt(_valid_mean(err, _valid(truth), weights))
 
 
-def ensemble_spread(ensemble: Float[Array, "member ... channel"], truth: Float[Array, "... channel"]) -> Array:
+def ensemble_mean_bias(
+    ensemble: Float[Array, "member ... channel"],
+    truth: Float[Array, "... channel"],
+    weights: Float[Array, " lat"] | None = None,
+) -> Float[Array, " channel"]:
+    """Per-channel mean of ``ensemble mean - truth`` over the valid points (arguments as
+    :func:`ensemble_mean_rmse`); positive when the ensemble is too high."""
+    err = jnp.mean(ensemble, axis=0) - jnp.nan_to_num(truth)
+    return _valid_mean(err, _valid(truth), weights)
+
+
+def ensemble_spread(
+    ensemble: Float[Array, "member ... channel"],
+    truth: Float[Array, "... channel"],
+    weights: Float[Array, " lat"] | None = None,
+) -> Float[Array, " channel"]:
     """Per-channel ensemble spread: square root of the mean unbiased ensemble variance (valid points).
 
-    For a calibrated ensemble of ``n`` members, ``spread * sqrt((n + 1) / n)`` matches the RMSE of the mean.
+    For a calibrated ensemble of ``n`` members, ``spread * sqrt((n + 1) / n)`` matches the RMSE of the mean
+    (see :func:`spread_skill_ratio`). Arguments as :func:`ensemble_mean_rmse`; NaN for one member.
     """
     var = jnp.var(ensemble, axis=0, ddof=1)
-    return jnp.sqrt(_valid_mean(var, _valid(truth)))
+    return jnp.sqrt(_valid_mean(var, _valid(truth), weights))
+
+
+def spread_skill_ratio(
+    ensemble: Float[Array, "member ... channel"],
+    truth: Float[Array, "... channel"],
+    weights: Float[Array, " lat"] | None = None,
+) -> Float[Array, " channel"]:
+    """Per-channel ``sqrt((M + 1) / M) * spread / RMSE`` for ``M`` members (1 when calibrated).
+
+    The finite-ensemble factor multiplies the spread, so that members exchangeable with the truth give 1
+    whatever ``M`` (module docstring). Arguments as :func:`ensemble_mean_rmse`; NaN for one member.
+    """
+    m = ensemble.shape[0]
+    spread = ensemble_spread(ensemble, truth, weights)
+    return spread * math.sqrt((m + 1) / m) / ensemble_mean_rmse(ensemble, truth, weights)
 
 
 def crps_ensemble(
-    ensemble: Float[Array, "member ... channel"], truth: Float[Array, "... channel"], fair: bool = True
-) -> Array:
+    ensemble: Float[Array, "member ... channel"],
+    truth: Float[Array, "... channel"],
+    fair: bool = True,
+    weights: Float[Array, " lat"] | None = None,
+) -> Float[Array, " channel"]:
     r"""Per-channel mean CRPS of an ensemble, :math:`E|X - y| - \tfrac12 E|X - X'|` (valid points).
 
     With ``fair`` the second term uses :math:`n(n-1)` pairs (the unbiased estimator of the CRPS of the
     distribution the members are drawn from, Ferro 2014); otherwise :math:`n^2`. The pair term is computed
-    from the sorted members: :math:`\sum_{i,j} |x_i - x_j| = 2 \sum_i (2i - n - 1)\, x_{(i)}`.
+    from the sorted members: :math:`\sum_{i,j} |x_i - x_j| = 2 \sum_i (2i - n - 1)\, x_{(i)}`. ``weights``
+    (``(lat,)``, optional) gives the latitude-weighted mean of the pointwise CRPS.
     """
     n = ensemble.shape[0]
     y = jnp.nan_to_num(truth)
@@ -113,7 +228,41 @@ def crps_ensemble(
     pairs = 2.0 * jnp.sum(ranks * jnp.sort(ensemble, axis=0), axis=0)
     denom = n * (n - 1) if fair and n > 1 else n * n
     crps = skill - 0.5 * pairs / denom
-    return _valid_mean(crps, _valid(truth))
+    return _valid_mean(crps, _valid(truth), weights)
+
+
+def rank_histogram(
+    ensemble: Float[Array, "member ... channel"],
+    truth: Float[Array, "... channel"],
+    key: PRNGKey | None = None,
+) -> Int[Array, "channel rank"]:
+    """Per-channel counts of the rank of the truth among the members (Hamill 2001).
+
+    The rank is the number of members below the truth, ``0, ..., M``. A truth tied with ``e`` members
+    (e.g. zero precipitation) gets one of its ``e + 1`` possible ranks uniformly at random with ``key``,
+    or the middle one, ``below + e // 2``, without (deterministic, but it piles ties up in the centre).
+    Points with a non-finite truth are not counted, so ``counts.sum(-1)`` is the number of valid points.
+
+    Args:
+        ensemble: Members, ``(member, ..., channel)``.
+        truth: Reference, ``(..., channel)``.
+        key: Optional PRNG key for breaking ties.
+
+    Returns:
+        ``(channel, M + 1)`` int32 counts.
+    """
+    m, channels = ensemble.shape[0], truth.shape[-1]
+    y = jnp.nan_to_num(truth)[None]
+    below = jnp.sum(ensemble < y, axis=0, dtype=jnp.int32)
+    ties = jnp.sum(ensemble == y, axis=0, dtype=jnp.int32)
+    if key is None:
+        rank = below + ties // 2
+    else:
+        rank = below + jax.random.randint(key, ties.shape, 0, ties + 1, dtype=jnp.int32)
+    index = _per_channel(rank) + jnp.arange(channels, dtype=jnp.int32).reshape(1, -1) * (m + 1)
+    counts = jnp.zeros(channels * (m + 1), jnp.int32).at[index.reshape(-1)].add(
+        _per_channel(_valid(truth)).astype(jnp.int32).reshape(-1))
+    return counts.reshape(channels, m + 1)
 
 
 def wasserstein1(a: Float[Array, "n"], b: Float[Array, "m"], quantiles: int = 1000) -> Array:
@@ -130,12 +279,25 @@ def wasserstein1(a: Float[Array, "n"], b: Float[Array, "m"], quantiles: int = 10
 
 
 def ensemble_scores(
-    ensemble: Float[Array, "member ... channel"], truth: Float[Array, "... channel"], channels: tuple[str, ...]
+    ensemble: Float[Array, "member ... channel"],
+    truth: Float[Array, "... channel"],
+    channels: tuple[str, ...],
+    weights: Float[Array, " lat"] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """RMSE of the mean, spread, fair CRPS and W1 (pooled members against the truth's values) per channel."""
-    rmse = ensemble_mean_rmse(ensemble, truth)
-    spread = ensemble_spread(ensemble, truth)
-    crps = crps_ensemble(ensemble, truth)
+    """Per-channel summary: RMSE of the mean, bias, spread, spread-skill ratio, fair CRPS and W1.
+
+    ``weights`` (``(lat,)``, optional) weighs every score but W1, which compares the unweighted pooled
+    member values with the truth's values. With one member the spread and spread-skill ratio are NaN.
+
+    Returns:
+        ``{channel: {"rmse", "bias", "spread", "spread_skill", "crps", "wasserstein1"}}`` of floats.
+    """
+    rmse = ensemble_mean_rmse(ensemble, truth, weights)
+    bias = ensemble_mean_bias(ensemble, truth, weights)
+    spread = ensemble_spread(ensemble, truth, weights)
+    m = ensemble.shape[0]
+    ratio = spread * math.sqrt((m + 1) / m) / rmse
+    crps = crps_ensemble(ensemble, truth, weights=weights)
     out = {}
     for c, name in enumerate(channels):
         t = truth[..., c]
@@ -144,11 +306,13 @@ def ensemble_scores(
         out[name] = {
             "rmse": float(rmse[c]), "spread": float(spread[c]), "crps": float(crps[c]),
             "wasserstein1": float(wasserstein1(members, t[v])),
+            "bias": float(bias[c]), "spread_skill": float(ratio[c]),
         }
     return out
 
 
 __all__ = [
-    "isotropic_energy_spectrum", "ensemble_mean_rmse", "ensemble_spread", "crps_ensemble", "wasserstein1",
+    "isotropic_energy_spectrum", "zonal_power_spectrum", "ensemble_mean_rmse", "ensemble_mean_bias",
+    "ensemble_spread", "spread_skill_ratio", "crps_ensemble", "rank_histogram", "wasserstein1",
     "ensemble_scores",
 ]

@@ -243,14 +243,17 @@ def test_ensemble_scores_per_channel_consistent_with_metrics():
     rmse = np.sqrt(_masked_channel_mean(np.square(ens64.mean(0) - truth), truth))
     spread = np.sqrt(_masked_channel_mean(ens64.var(0, ddof=1), truth))
     crps = _masked_channel_mean(_crps_brute(ens, truth, True), truth)
+    bias = _masked_channel_mean(ens64.mean(0) - truth, truth)
     q = (np.arange(1000) + 0.5) / 1000
     for c, name in enumerate(("u", "v")):
         s = scores[name]
-        assert set(s) == {"rmse", "spread", "crps", "wasserstein1"}
+        assert set(s) == {"rmse", "bias", "spread", "spread_skill", "crps", "wasserstein1"}
         assert all(isinstance(v, float) and math.isfinite(v) for v in s.values())
         assert s["rmse"] == pytest.approx(rmse[c], rel=1e-5)
         assert s["spread"] == pytest.approx(spread[c], rel=1e-5)
         assert s["crps"] == pytest.approx(crps[c], rel=1e-5)
+        assert s["bias"] == pytest.approx(bias[c], rel=1e-4, abs=1e-5)
+        assert s["spread_skill"] == pytest.approx(spread[c] * math.sqrt(5 / 4) / rmse[c], rel=1e-5)
         valid = np.isfinite(truth[..., c])
         members, values = ens64[..., c][:, valid], truth[..., c][valid].astype(np.float64)
         # pooled members (4 x valid) against the truth's values: unequal sizes, mid-point quantiles

@@ -219,6 +219,8 @@ def test_train_then_assimilate_on_a_synthetic_era5_store_with_two_auxiliary_moda
         np.testing.assert_allclose(out["truth"].values, truth.values[:, :, ::-1].transpose(0, 2, 3, 1), rtol=1e-5)
         assert out["latitude"].values[0] > out["latitude"].values[-1]
     assert np.isfinite(report["analysis"]["state"]["t850"]["rmse"])
+    assert report["area_weighted"] and "spread_skill" not in report["baseline"]["state"]["t850"]
+    json.dumps(report, allow_nan=False)  # no NaN in metrics.json
 
 
 def test_prepare_command_writes_the_store(tmp_path):

@@ -143,7 +143,7 @@ class StoreSource:
         self.da = select(standardize(open_store(path), str(path)), variable, levels, str(path))
         self.aggregation = aggregation
         day = _days(self.da["time"].values)
-        self.days, first, counts = np.unique(day, return_index=True, return_counts=True)
+        self.days, counts = np.unique(day, return_counts=True)
         order = np.argsort(day, kind="stable")
         self._index = {d: order[np.searchsorted(day[order], d):][:c] for d, c in zip(self.days, counts)}
         self.latitude = self.da["latitude"].values

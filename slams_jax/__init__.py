@@ -11,14 +11,15 @@ Multimodal Setting" (CVPR EarthVision 2024), built on Rozet & Louppe, "Score-bas
 - :mod:`slams_jax.operators`, :mod:`slams_jax.observations`, :mod:`slams_jax.observation_files`: measurement
   operators and observations; :mod:`slams_jax.guidance`: SDA, DPS and MMPS posterior scores;
 - :mod:`slams_jax.posterior`: ``posterior_sample``; :mod:`slams_jax.assimilate`: the assimilation entry point;
-- :mod:`slams_jax.metrics`, :mod:`slams_jax.baselines`: scores and naive baselines;
+- :mod:`slams_jax.metrics`, :mod:`slams_jax.baselines`, :mod:`slams_jax.variational`: scores, classical
+  baselines (interpolation, persistence, climatology) and 3D-Var/OI with a static B;
 - :mod:`slams_jax.kolmogorov`: the embedded Kolmogorov-flow data generator;
 - :mod:`slams_jax.datasets`, :mod:`slams_jax.configuration`, :mod:`slams_jax.checkpointing`;
 - :mod:`slams_jax.train`, :mod:`slams_jax.demo`: entry points; :mod:`slams_jax.pretrained`: loading back.
 """
 
 from slams_jax.autoencoder import MultimodalAutoencoder, masked_mse
-from slams_jax.baselines import interpolation_baseline
+from slams_jax.baselines import climatology_ensemble, interpolation_baseline, persistence, spatial_interpolation
 from slams_jax.guidance import DPS, MMPS, SDA, Guidance
 from slams_jax.checkpointing import CheckpointError, StageCheckpointer
 from slams_jax.configuration import (
@@ -52,6 +53,7 @@ from slams_jax.samplers import (
 from slams_jax.schedules import VPSchedule
 from slams_jax.score import MarkovScore, denoising_loss, tweedie_denoise
 from slams_jax.unet import ScoreUNet, UNet
+from slams_jax.variational import StaticCovariance, fit_static_covariance, three_dvar, three_dvar_ensemble
 
 __version__ = "0.1.0"
 
@@ -66,5 +68,6 @@ __all__ = [
     "latent_observation", "SamplingError", "DiffraxPredictorCorrector", "PredictorCorrector", "ProbabilityFlow",
     "ReverseSDE", "Sampler", "crps_ensemble", "ensemble_scores", "wasserstein1", "interpolation_baseline",
     "ensemble_mean_bias", "ensemble_mean_rmse", "ensemble_spread", "rank_histogram", "spread_skill_ratio",
-    "zonal_power_spectrum",
+    "zonal_power_spectrum", "climatology_ensemble", "persistence", "spatial_interpolation", "StaticCovariance",
+    "fit_static_covariance", "three_dvar", "three_dvar_ensemble",
 ]

@@ -468,6 +468,38 @@ def random_points(key: PRNGKey, grid: tuple[int, int], density: float, valid: np
     return Points(tuple(int(i) for i in flat // n_lon), tuple(int(j) for j in flat % n_lon))
 
 
+def regular_points(grid: tuple[int, int], gap: int, offset: int | tuple[int, int] | None = None) -> Points:
+    """The cells of a regular lattice, every ``gap`` cells along latitude and longitude, e.g. sparse stations.
+
+    The lattice holds about ``1 / gap**2`` of the cells: rows ``offset_lat, offset_lat + gap, ...`` below
+    ``lat`` times columns ``offset_lon, offset_lon + gap, ...`` below ``lon``. The default offset ``gap // 2``
+    centres the lattice in its ``gap x gap`` blocks, so a grid divisible by ``gap`` has one point per block.
+
+    Args:
+        grid: ``(lat, lon)`` size of the grid.
+        gap: Spacing of the lattice in grid cells, >= 1 (1 observes every cell).
+        offset: Index of the first row and column, one int for both or ``(lat, lon)``, each >= 0; ``None`` for
+            ``gap // 2``.
+
+    Returns:
+        :class:`Points` at the lattice cells, sorted by flat (row-major) index.
+    """
+    n_lat, n_lon = (_positive_int(n, "grid", "regular_points") for n in grid)
+    gap = _positive_int(gap, "gap", "regular_points")
+    offsets = _ints(gap // 2 if offset is None else offset, "offset", "regular_points")
+    if len(offsets) not in (1, 2) or min(offsets) < 0:
+        raise ValueError(f"regular_points.offset={offset!r}: expected an int >= 0 or a pair (lat, lon) of them")
+    off_lat, off_lon = offsets * 2 if len(offsets) == 1 else offsets
+    rows, cols = np.arange(off_lat, n_lat, gap), np.arange(off_lon, n_lon, gap)
+    if rows.size == 0 or cols.size == 0:
+        raise ValueError(
+            f"regular_points: offset ({off_lat}, {off_lon}) is outside the {n_lat} x {n_lon} (lat x lon) grid, "
+            f"so a lattice with gap {gap} has no point in it; expected an offset below the grid size"
+        )
+    lat, lon = np.meshgrid(rows, cols, indexing="ij")
+    return Points(tuple(int(i) for i in lat.ravel()), tuple(int(j) for j in lon.ravel()))
+
+
 @_operator
 class Stations(Operator):
     """Bilinear interpolation of the grid at stations: ``(time, lat, lon, channel) -> (time, station, channel)``.
@@ -658,4 +690,5 @@ __all__ = [
     "TimeIndex",
     "TimeSubsample",
     "random_points",
+    "regular_points",
 ]

@@ -1,0 +1,128 @@
+"""The paper's ablation as a study: every method on the same observations, swept over their severity.
+
+``python experiments/ablation.py --config=configs/ablation.py --workdir=runs/ablation`` trains the models the
+methods need (the Kolmogorov default of ``configs/kolmogorov.py``; rerunning reuses the checkpoints), then
+assimilates test windows observed with
+
+- a coarsened state, factor r in {4, 8, 12, 15, 20}, noise std 0.1;
+- a 4x coarsened state with noise std in {0.5, 1, 2, 4};
+- sparse state points every g cells, g in {4, 8, 12, 16} (1/g^2 of the points), noise std 0.1;
+
+(noise stds relative to the state's standard deviation in the training split) by each method of
+``study.methods``, and writes ``results.csv``, ``summary.csv``, ``table.md`` and figures. ``:quick`` shrinks
+everything for a smoke run (minutes); ERA5 runs set ``experiment`` from ``configs/era5.py`` (see README).
+"""
+
+import importlib.util
+from pathlib import Path
+
+import ml_collections
+
+_spec = importlib.util.spec_from_file_location("_slams_base_config", Path(__file__).with_name("kolmogorov.py"))
+base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(base)
+
+
+def _model(modalities, stages=("autoencoder", "score")):
+    return ml_collections.ConfigDict({"modalities": tuple(modalities), "stages": tuple(stages)})
+
+
+def _method(kind, model="", space="latent", aux=(), observe="physical"):
+    return ml_collections.ConfigDict(
+        {"kind": kind, "model": model, "space": space, "aux": tuple(aux), "observe": observe})
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # The experiment every model is trained from; each model keeps its own modalities and stages.
+    config.experiment = base.get_config()
+    config.seed = 0
+
+    # Models (one workdir each under WORKDIR/models/); the pixel SDA prior lives next to the state-only
+    # autoencoder, whose normalization it shares.
+    config.models = ml_collections.ConfigDict({
+        "state": _model(("state",), ("autoencoder", "score", "pixel_score")),
+        "state_olr": _model(("state", "olr")),
+        "state_precip_olr": _model(("state", "precip", "olr")),
+    })
+
+    # kind: interpolation (bilinear from coarse fields, inverse distance from points, linear in time),
+    # persistence (the same, held in time), climatology (an ensemble of random training states),
+    # 3dvar (static-B 3D-Var/OI, an RML ensemble), score (posterior sampling with a trained prior).
+    # observe: "physical" (observations compared through the decoder) or "latent" (the paper's setting:
+    # the encoded truth observed in latent space, coarsening and gaps divided by the downsampling).
+    config.methods = ml_collections.ConfigDict({
+        "interpolation": _method("interpolation"),
+        "persistence": _method("persistence"),
+        "climatology": _method("climatology"),
+        "3dvar": _method("3dvar"),
+        "sda_pixel": _method("score", "state", space="pixel"),
+        "slams_0aux": _method("score", "state"),
+        "slams_1aux": _method("score", "state_olr", aux=("olr",)),
+        "slams_2aux": _method("score", "state_precip_olr", aux=("olr", "precip")),
+        "slams_2aux_latent_obs": _method("score", "state_precip_olr", observe="latent"),
+    })
+
+    config.study = ml_collections.ConfigDict()
+    config.study.methods = ("interpolation", "persistence", "climatology", "3dvar", "sda_pixel", "slams_0aux",
+                            "slams_1aux", "slams_2aux", "slams_2aux_latent_obs")
+    config.study.sweeps = ("coarsen", "noise", "gap")
+    config.study.coarsen = (4, 8, 12, 15, 20)
+    config.study.coarsen_std = 0.1
+    config.study.noise = (0.5, 1.0, 2.0, 4.0)
+    config.study.noise_coarsen = 4
+    config.study.gap = (4, 8, 12, 16)
+    config.study.gap_std = 0.1
+    config.study.every = 2  # the state is observed every 2nd step; the others are reconstructed
+    config.study.windows = 3  # test windows (one per test trajectory, then further along them)
+    config.study.length = 8
+    config.study.members = 4
+    config.study.confidence = 0.95  # t-intervals over the windows
+    config.study.example_setting = "coarsen=8"  # the maps drawn in figures/maps_*.png
+
+    # Auxiliary observations, fixed across the sweeps (the methods with aux=... use them).
+    config.aux = ml_collections.ConfigDict({
+        "olr": ml_collections.ConfigDict({"modality": "olr", "swath_footprint": 4, "swath_width": 4,
+                                          "relative_std": 0.05}),
+        "precip": ml_collections.ConfigDict({"modality": "precip", "points": 0.05, "relative_std": 0.1}),
+    })
+
+    # Posterior sampling of the score methods.
+    config.sampling = ml_collections.ConfigDict()
+    config.sampling.guidance = "sda"
+    config.sampling.gamma = 1e-2
+    config.sampling.zeta = 1.0
+    config.sampling.cg_iterations = 3
+    config.sampling.sampler = "pc"
+    config.sampling.steps = 8
+    config.sampling.corrections = 1
+    config.sampling.tau = 1.0
+    config.sampling.divergence_bound = 100.0
+
+    # 3D-Var / OI: static B fitted on the training split (per-channel variances, Gaussian correlations).
+    config.threedvar = ml_collections.ConfigDict()
+    config.threedvar.time_correlation = True  # correlate states in time too, so unobserved states are analysed
+    config.threedvar.periodic = (True, True)  # (lat, lon); ERA5: (False, True)
+    config.threedvar.tol = 1e-5
+    config.threedvar.maxiter = 300
+
+    if variant == "quick":
+        e = config.experiment
+        e.data.n_train, e.data.n_valid, e.data.n_test, e.data.n_states = 6, 1, 2, 24
+        e.train.autoencoder.steps = 60
+        e.train.steps = 60
+        e.train.eval_every = 60
+        e.train.checkpoint_every = 60
+        e.score.hidden_channels = (16, 32)
+        e.pixel_score.hidden_channels = (16, 32)
+        e.pixel_score.hidden_blocks = (1, 1)
+        config.study.coarsen = (4, 8)
+        config.study.noise = (1.0,)
+        config.study.gap = (8,)
+        config.study.windows = 2
+        config.study.length = 6
+        config.study.members = 2
+        config.sampling.steps = 4
+    elif variant:
+        raise ValueError(f"configs/ablation.py: unknown variant {variant!r}; expected '' or 'quick'")
+    return config

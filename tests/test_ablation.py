@@ -1,0 +1,164 @@
+"""The ablation study driver (experiments/ablation.py): settings, intervals, resume, and tiny end-to-end runs."""
+
+import json
+import math
+import runpy
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from helpers import ROOT, load_config, tiny_config
+
+sys.path.insert(0, str(ROOT / "experiments"))
+import ablation  # noqa: E402
+
+
+def test_default_sweeps_are_the_papers():
+    config = load_config("ablation")
+    settings = ablation.study_settings(config.study)
+    by = {}
+    for s in settings:
+        by.setdefault(s.sweep, []).append(s)
+    assert [s.coarsen for s in by["coarsen"]] == [4, 8, 12, 15, 20]
+    assert all(s.std == 0.1 and s.gap == 0 for s in by["coarsen"])
+    assert [s.std for s in by["noise"]] == [0.5, 1.0, 2.0, 4.0]
+    assert all(s.coarsen == 4 for s in by["noise"])
+    assert [s.gap for s in by["gap"]] == [4, 8, 12, 16]
+    assert all(s.std == 0.1 for s in by["gap"])
+    # every configured method is known and the check passes
+    ablation.check_config(config)
+
+
+def test_state_operators_observe_what_the_setting_says():
+    grid = (64, 64)
+    coarse = ablation.state_operator(ablation.Setting("coarsen", 8, coarsen=8), grid, every=2)
+    assert coarse.check((8,) + grid + (2,)) == (4, 8, 8, 2)
+    # r = 15 keeps the partial last block: ceil(64 / 15) = 5 cells per axis
+    assert ablation.state_operator(ablation.Setting("coarsen", 15, coarsen=15), grid, every=1).check(
+        (8,) + grid + (2,)) == (8, 5, 5, 2)
+    for g in (4, 8, 16):
+        sparse = ablation.state_operator(ablation.Setting("gap", g, gap=g), grid, every=1)
+        assert sparse.check((3,) + grid + (2,)) == (3, (64 // g) ** 2, 2)  # 1/g^2 of the points
+    lat = ablation.latent_setting(ablation.Setting("gap", 12, gap=12), downsample=4)
+    assert lat.gap == 3 and lat.coarsen == 1
+    assert ablation.latent_setting(ablation.Setting("coarsen", 20, coarsen=20), downsample=4).coarsen == 5
+    assert ablation.latent_setting(ablation.Setting("coarsen", 4, coarsen=4), downsample=4).coarsen == 1
+
+
+def test_summary_means_and_t_intervals():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=5)
+    rows = [{"sweep": "noise", "severity": 1.0, "method": "m", "channel": "all", "window": w,
+             **{k: float(v) for k in ablation.METRICS}, "seconds": 1.0, "error": ""} for w, v in enumerate(values)]
+    rows.append({**rows[0], "window": 9, "rmse": float("nan"), "error": "diverged"})
+    (rec,) = ablation.summarize(rows, 0.9)
+    assert rec["windows"] == 6 and rec["failed"] == 1
+    crps = values.tolist() + [values[0]]  # the failed row still has its other metrics
+    np.testing.assert_allclose(rec["rmse"], values.mean())
+    half = stats.t.ppf(0.95, 4) * values.std(ddof=1) / math.sqrt(5)
+    np.testing.assert_allclose(rec["rmse_ci"], half, rtol=1e-12)
+    lo, hi = stats.t.interval(0.9, 5, loc=np.mean(crps), scale=stats.sem(crps))
+    np.testing.assert_allclose(rec["crps_ci"], (hi - lo) / 2, rtol=1e-12)
+
+
+def test_results_file_survives_a_cut_last_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps({"a": 1}) + "\n" + json.dumps({"a": 2}) + "\n" + '{"a": 3, "b"')
+    assert ablation.read_results(path) == [{"a": 1}, {"a": 2}]
+
+
+def test_bad_config_is_named():
+    config = load_config("ablation")
+    config.study.methods = ("interpolation", "kriging")
+    with pytest.raises(ablation.StudyError, match="kriging"):
+        ablation.check_config(config)
+    config = load_config("ablation")
+    config.study.sweeps = ("coarsen", "blur")
+    with pytest.raises(ablation.StudyError, match="blur"):
+        ablation.study_settings(config.study)
+
+
+def _tiny_study(workdir_data, methods, sweeps):
+    config = load_config("ablation")
+    exp = tiny_config(stages=("autoencoder", "score", "pixel_score"))
+    exp.data.n_test = 1
+    exp.data.cache_dir = str(workdir_data)
+    config.experiment = exp
+    config.models = {"all": {"modalities": ("state", "precip", "olr"),
+                             "stages": ("autoencoder", "score", "pixel_score")}}
+    for m in config.methods:
+        if config.methods[m].kind == "score":
+            config.methods[m].model = "all"
+    config.study.methods = methods
+    config.study.sweeps = sweeps
+    config.study.coarsen = (2, 8)
+    config.study.noise = (1.0,)
+    config.study.noise_coarsen = 2
+    config.study.gap = (4,)
+    config.study.windows = 2
+    config.study.length = 4
+    config.study.members = 3
+    config.study.example_setting = "noise=1"
+    config.sampling.steps = 2
+    config.aux.olr.swath_footprint = 2
+    config.aux.olr.swath_width = 2
+    config.aux.precip.points = 0.2
+    config.threedvar.maxiter = 50
+    return config
+
+
+CLASSICAL = ("interpolation", "persistence", "climatology", "3dvar")
+
+
+def test_classical_study_end_to_end_and_resume(trained, tmp_path):
+    workdir, _ = trained
+    config = _tiny_study(workdir / "data", CLASSICAL, ("coarsen", "noise", "gap"))
+    logs = []
+    result = ablation.run_study(config, tmp_path / "study", log=logs.append)
+    rows = result["rows"]
+    # 2 + 1 + 1 settings x 2 windows x 4 methods x (2 channels + their mean)
+    assert len(rows) == 4 * 2 * 4 * 3
+    assert not any(r["error"] for r in rows)
+    assert {r["members"] for r in rows if r["method"] in ("interpolation", "persistence")} == {1}
+    assert {r["members"] for r in rows if r["method"] in ("climatology", "3dvar")} == {3}
+    summary = {(r["sweep"], r["severity"], r["method"], r["channel"]): r for r in result["summary"]}
+    # a coarser observation is worse for every method that uses it; climatology ignores it
+    for m in ("interpolation", "3dvar"):
+        assert summary[("coarsen", 8, m, "all")]["rmse"] > summary[("coarsen", 2, m, "all")]["rmse"]
+    np.testing.assert_allclose(summary[("coarsen", 8, "climatology", "all")]["rmse"],
+                               summary[("coarsen", 2, "climatology", "all")]["rmse"], rtol=0.5)
+    # 3D-Var with a fitted B beats the climatology it starts from
+    assert summary[("coarsen", 2, "3dvar", "all")]["rmse"] < summary[("coarsen", 2, "climatology", "all")]["rmse"]
+    out = tmp_path / "study"
+    table = (out / "table.md").read_text()
+    for m in CLASSICAL:
+        assert f"| {m} |" in table
+    assert (out / "results.csv").exists() and (out / "summary.csv").exists()
+    assert (out / "figures" / "coarsen.png").exists() and (out / "figures" / "maps.png").exists()
+
+    # a killed run resumes: drop the last method's rows of the last setting; only those are redone
+    lines = (out / "results.jsonl").read_text().splitlines()
+    (out / "results.jsonl").write_text("\n".join(lines[:-3]) + "\n" + lines[-3][:20])
+    logs.clear()
+    again = ablation.run_study(config, out, log=logs.append)
+    redone = [line for line in logs if "window" in line and "RMSE" in line]
+    assert len(redone) == 1, redone
+    assert len(again["rows"]) == len(rows)
+
+
+def test_score_methods_get_the_same_observations_and_the_latent_setting(trained, tmp_path):
+    workdir, _ = trained
+    shutil.copytree(workdir / "checkpoints", tmp_path / "study" / "models" / "all" / "checkpoints")
+    methods = ("interpolation", "sda_pixel", "slams_1aux", "slams_2aux_latent_obs")
+    config = _tiny_study(workdir / "data", methods, ("noise",))
+    config.study.windows = 1
+    result = ablation.run_study(config, tmp_path / "study", log=lambda s: None)
+    rows = [r for r in result["rows"] if r["channel"] == "all"]
+    assert [r["method"] for r in rows] == list(methods)
+    for r in rows:
+        assert r["error"] or np.isfinite(r["rmse"]), r
+    assert {r["members"] for r in rows if r["method"] != "interpolation"} <= {0, 3}
+    assert (tmp_path / "study" / "figures" / "maps.png").exists()

@@ -347,7 +347,14 @@ def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments: {argv[1:]}")
     workdir = cli.workdir_from_flags()
-    report = assimilate(cli.config_from_flags(), workdir)
+    config = cli.config_from_flags()
+    if "twin" in config:  # a Lorenz twin experiment: filter and smoother on an independent truth run
+        from slams_jax import twin
+
+        twin.run_assimilations(config, workdir)
+        print(f"rows appended to {Path(workdir) / 'results.jsonl'}")
+        return
+    report = assimilate(config, workdir)
     print(format_report(report))
     print(f"outputs in {Path(workdir) / 'assimilation'}")
 

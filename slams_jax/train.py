@@ -523,7 +523,13 @@ def main(argv):
 
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments: {argv[1:]}")
-    results = train_and_evaluate(config_from_flags(), workdir_from_flags())
+    config = config_from_flags()
+    if "twin" in config:  # a Lorenz twin experiment (configs/lorenz63.py, configs/lorenz96.py)
+        from slams_jax import twin
+
+        twin.train_twin(config, workdir_from_flags())
+        return
+    results = train_and_evaluate(config, workdir_from_flags())
     print(json.dumps(results, indent=2))
 
 

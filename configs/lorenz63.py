@@ -15,6 +15,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.twin = ml_collections.ConfigDict()
     c.twin.setup = "lorenz63"  # slams_jax.lorenz.SETUPS: sakov2012 (RK4 dt 0.01, obs every 25 steps, R = 2 I)
     c.twin.train_states = 50_000  # states of the training free run, at the observation cadence
+    c.twin.cycles = 0  # scored cycles of the test; 0: the published setup's 1000
     c.twin.test_seed = 1  # the truth run and its observations (independent of the training run)
     c.twin.spaces = ("pixel", "latent")
     c.twin.augment_shifts = False  # train on random rotations of the ring (Lorenz-96 only)
@@ -60,6 +61,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.assimilation.batch_windows = 64  # filter windows sampled at once
 
     if variant == "quick":
+        c.twin.cycles = 100
         c.twin.train_states = 4000
         c.autoencoder.steps = 200
         c.train.steps = 200

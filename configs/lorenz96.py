@@ -16,18 +16,20 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # slams_jax.lorenz.SETUPS: sakov2008 (40 variables, F = 8, RK4 dt 0.05, all observed every step, R = I)
     c.twin.setup = "lorenz96"
     c.twin.train_states = 50_000  # states of the training free run, at the observation cadence
+    c.twin.cycles = 0  # scored cycles of the test; 0: the published setup's 1000
     c.twin.test_seed = 1  # the truth run and its observations (independent of the training run)
     c.twin.spaces = ("pixel", "latent")
     c.twin.augment_shifts = True  # train on random rotations of the ring (Lorenz-96 only)
 
     c.autoencoder = ml_collections.ConfigDict()
-    # an MLP: XLA's CPU convolutions made the circular 1-D "conv" autoencoder take 10 minutes per 1000 steps
+    # an MLP: on the shared 2-core CPU the circular 1-D "conv" autoencoder took 10 minutes for 1000 steps, and
+    # a (32, 64) 1-D U-Net score network over 5 minutes, against 20 s for these MLPs (measured)
     c.autoencoder.kind = "mlp"
     c.autoencoder.latent = 32  # above the attractor's Kaplan-Yorke dimension (about 27)
     c.autoencoder.hidden = 256
     c.autoencoder.latent_noise = 0.01
     c.autoencoder.latent_penalty = 1e-4
-    c.autoencoder.steps = 4000
+    c.autoencoder.steps = 10000  # reconstruction RMSE 0.57 after 4000 steps (measured)
     c.autoencoder.learning_rate = 2e-3
 
     c.score = ml_collections.ConfigDict()
@@ -38,7 +40,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         {"kind": "mlp", "hidden": (512, 512, 512), "embedding": 64, "blocks": (), "kernel_size": 3})
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 6000
+    c.train.steps = 10000  # the 200-value windows of 40 variables learn slower than Lorenz-63's
     c.train.batch_size = 256
     c.train.learning_rate = 1e-3
     c.train.chunk = 1000  # steps per compiled chunk (and per checkpoint)
@@ -62,6 +64,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.assimilation.batch_windows = 64  # filter windows sampled at once
 
     if variant == "quick":
+        c.twin.cycles = 100
         c.twin.train_states = 4000
         c.autoencoder.steps = 200
         c.train.steps = 200

@@ -39,7 +39,7 @@ CLASSICAL = {
     "lorenz96": {"xb": 0.02, "enkf": {"members": 40, "inflation": 1.06}},
 }
 # which published label our classical method reproduces
-OURS_FOR = {"Climatology": "climatology", "OptInterp": "oi", "Var3D": "3dvar", "EnKF PertObs": "enkf"}
+OURS_FOR = {"Climatology": "climatology", "OptInterp": "oi", "Var3D": "3dvar", "EnKF(PertObs": "enkf"}
 
 
 def load_config(name: str, variant: str = ""):
@@ -83,8 +83,8 @@ def _fmt(x: float) -> str:
 
 def markdown(system: str, setup: lorenz.TwinSetup, ours: dict, score_rows: list[dict]) -> str:
     lines = [f"### {setup.name}: time-mean analysis RMSE over {setup.cycles} cycles after {setup.burn_in} burn-in "
-             "cycles", "", "| method | published (DAPPER) | ours | ours: spread | seconds |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+             "cycles", "", "| method | published (DAPPER) | ours | ours: spread | seconds | diverged members |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     tuning = CLASSICAL[system]
     for label, value in setup.published:
         key = next((v for k, v in OURS_FOR.items() if label.startswith(k)), None)
@@ -93,11 +93,11 @@ def markdown(system: str, setup: lorenz.TwinSetup, ours: dict, score_rows: list[
             key = None
         r = ours.get(key) if key else None
         lines.append(f"| {label} | {value:.2f} | {_fmt(r['rmse']) if r else '—'} | "
-                     f"{_fmt(r['spread']) if r else '—'} | {r['seconds']:.1f} |" if r else
-                     f"| {label} | {value:.2f} | — | — | — |")
+                     f"{_fmt(r['spread']) if r else '—'} | {r['seconds']:.1f} | |" if r else
+                     f"| {label} | {value:.2f} | — | — | — | |")
     for row in score_rows:
         lines.append(f"| slams_jax {row['space']} {row['mode']} (N={row['members']}) | — | {_fmt(row['rmse'])} | "
-                     f"{_fmt(row['spread'])} | {row['seconds']:.1f} |")
+                     f"{_fmt(row['spread'])} | {row['seconds']:.1f} | {row['failed']} |")
     return "\n".join(lines)
 
 

@@ -127,6 +127,9 @@ class TwinAutoencoder(nn.Module):
 # ----------------------------------------------------------------------------------------------- settings
 
 
+DIVERGED = 10.0  # a member this many climatological stds from the mean has diverged
+
+
 def _bc(v, x):
     """``v`` (the trailing axes of ``x``) broadcast to ``x`` explicitly."""
     return jnp.broadcast_to(jnp.asarray(v, x.dtype), x.shape)
@@ -203,7 +206,12 @@ def setup_of(config) -> lorenz.TwinSetup:
     name = str(config.twin.setup)
     if name not in lorenz.SETUPS:
         raise TwinError(f"config.twin.setup={name!r}: expected one of {sorted(lorenz.SETUPS)}")
-    return lorenz.SETUPS[name]
+    setup = lorenz.SETUPS[name]
+    cycles = int(config.twin.get("cycles", 0))
+    if cycles < 0:
+        raise TwinError(f"config.twin.cycles={cycles}: expected a positive number of scored cycles, or 0 for the "
+                        f"setup's {setup.cycles}")
+    return dataclasses.replace(setup, cycles=cycles) if cycles else setup
 
 
 def check_config(config) -> None:
@@ -405,7 +413,31 @@ class Analysis:
     rmse: float
     spread: float
     seconds: float
-    failed: int  # members whose sampling went non-finite
+    failed: int  # member samples dropped as diverged (over all analysed cycles)
+
+
+def ensemble_statistics(ens: np.ndarray, analysed: np.ndarray, mean: np.ndarray, std: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Ensemble mean ``(T, dim)`` and spread ``(T,)`` of ``ens`` ``(T, members, dim)``, and the number of
+    diverged member samples among the ``analysed`` cycles.
+
+    A member that went non-finite or far off the attractor (beyond ``DIVERGED`` climatological stds ``std``
+    from ``mean``) is dropped from its cycle's statistics and counted; a cycle left with fewer than 2
+    members is NaN, and so is then the time-mean score.
+    """
+    far = np.abs(ens - mean) > DIVERGED * std
+    diverged = (~np.isfinite(ens) | far).any(-1)  # (T, members)
+    failed = int(diverged[analysed].sum())
+    ens = np.where(diverged[..., None], np.nan, ens)
+    valid = (~diverged).sum(1)
+    enough = valid >= 2
+    safe = np.where(enough[:, None, None], ens, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.nansum(safe, 1) / np.maximum(valid, 1)[:, None]
+        var = np.nansum(np.square(safe - means[:, None]) * ~diverged[..., None], 1) / np.maximum(valid - 1, 1)[:, None]
+    means = np.where(enough[:, None], means, np.nan)
+    spreads = np.where(enough, np.sqrt(var.mean(-1)), np.nan)
+    return means, spreads, failed
 
 
 def assimilate_twin(key: PRNGKey, model: TwinModel, data: lorenz.TwinData, space: str, mode: str, a) -> Analysis:
@@ -434,23 +466,22 @@ def assimilate_twin(key: PRNGKey, model: TwinModel, data: lorenz.TwinData, space
                 return x[:, -1], ok
             return jax.lax.map(window, (keys, ys), batch_size=int(a.batch_windows))
 
-        ens, ok = run(keys, ys)  # (W, members, dim)
-        ens = np.asarray(ens)
+        ens, _ = run(keys, ys)  # (W, members, dim)
         full = np.full((T, members, setup.dim), np.nan, np.float32)
-        full[ends] = ens
+        full[ends] = np.asarray(ens)
         ens = full
-        failed = int((~np.asarray(ok)).sum())
+        analysed = np.zeros(T, bool)
+        analysed[ends] = True
     elif mode == "smoother":
         keys = jax.random.split(key, members)
         run = jax.jit(jax.vmap(lambda k: one(k, obs)))
-        ens, ok = run(keys)  # (members, T, dim)
+        ens, _ = run(keys)  # (members, T, dim)
         ens = np.moveaxis(np.asarray(ens), 0, 1)
-        failed = int((~np.asarray(ok)).sum())
+        analysed = np.ones(T, bool)
     else:
         raise TwinError(f"mode={mode!r}: expected 'filter' or 'smoother'")
     seconds = time.perf_counter() - t0
-    means = ens.mean(1)
-    spreads = np.sqrt(ens.var(1, ddof=1).mean(-1))
+    means, spreads, failed = ensemble_statistics(ens, analysed, model.mean, model.std)
     return Analysis(means=means, spreads=spreads, rmse=lorenz.analysis_rmse(means, data.truth, setup.burn_in),
                     spread=lorenz.time_mean_spread(spreads, setup.burn_in), seconds=seconds, failed=failed)
 
@@ -473,7 +504,7 @@ def run_assimilations(config, workdir: str | os.PathLike, model: TwinModel | Non
                    "failed": r.failed}
             rows.append(row)
             log(f"{setup.name} {space:6s} {mode:8s} RMSE {r.rmse:.3f} spread {r.spread:.3f} "
-                f"({r.seconds:.1f} s, {r.failed} non-finite members)")
+                f"({r.seconds:.1f} s, {r.failed} diverged member samples)")
     with (workdir / "results.jsonl").open("a") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")

@@ -18,7 +18,8 @@ prints one JSON line per device count:
 Defaults: the reference's latent workload (5 states x 5 latent channels = 25 channels at 120 x 240, U-Net
 (32, 64, 128) x (3, 3, 3), embedding 64, batch 64; 8 members, 64 steps, 1 correction, 4x coarsening).
 The pixel workload: ``--space=pixel --hidden=64,128,256`` (5 states x 10 channels, no decoder). Small CPU
-run: ``--height=32 --width=64 --batch=8 --members=2 --steps=4``. Several device counts on a CPU:
+run: ``--height=32 --width=64 --batch=8 --members=2 --steps=4``; ``--eager`` adds ``eager_s``, the same
+sampling call run op by op (``jax.disable_jit``), and ``eager_over_compiled``. Several device counts on a CPU:
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
 """
 
@@ -75,6 +76,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2, help="timed sampling calls")
     p.add_argument("--devices", type=_ints, default=(), help="device counts to run, e.g. 1,2,4 (default: all)")
     p.add_argument("--skip", choices=("", "train", "sample"), default="")
+    p.add_argument("--eager", action="store_true",
+                   help="also time one sampling call op by op (jax.disable_jit: every scan step and every "
+                        "operation dispatched from Python, like an eager framework) against the compiled one")
     return p.parse_args(argv)
 
 
@@ -170,8 +174,17 @@ def bench_sample(args, settings, score, params, shape, mesh) -> dict:
         run(jax.random.PRNGKey(3 + r))
         times.append(time.perf_counter() - t0)
     seconds = statistics.median(times)
-    return {"first_call_s": first, "seconds": seconds, "compile_s": max(first - seconds, 0.0),
-            "members": args.members, "steps": args.steps, "corrections": args.corrections, "length": length}
+    out = {"first_call_s": first, "seconds": seconds, "compile_s": max(first - seconds, 0.0),
+           "members": args.members, "steps": args.steps, "corrections": args.corrections, "length": length}
+    if args.eager:
+        # the first op-by-op call also compiles every primitive once per shape (cached): time the second
+        with jax.disable_jit():
+            run(jax.random.PRNGKey(2))
+            t0 = time.perf_counter()
+            run(jax.random.PRNGKey(3))
+            out["eager_s"] = time.perf_counter() - t0
+        out["eager_over_compiled"] = out["eager_s"] / seconds
+    return out
 
 
 def peak_memory() -> int | None:

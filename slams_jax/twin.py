@@ -5,9 +5,13 @@ free run of the model (:func:`slams_jax.lorenz.free_run`); the truth and observa
 an independent run (:func:`slams_jax.lorenz.twin_data`). Two spaces, like the gridded pipeline:
 
 - ``pixel``: the prior over the standardized state itself;
-- ``latent``: an autoencoder (an MLP for Lorenz-63, circular 1-D convolutions with a 2x downsampling for
-  Lorenz-96) maps states to a standardized latent; the prior lives there and the observations are compared
-  with the **decoded** state, as in SLAMS.
+- ``latent``: an autoencoder (an MLP, or circular 1-D convolutions with a 2x downsampling of the ring)
+  maps states to a standardized latent; the prior lives there and the observations are compared with the
+  **decoded** state, as in SLAMS.
+
+The window networks are MLPs (``score.network.kind = "mlp"``) or circular 1-D U-Nets (``"unet"``); the
+configs use MLPs, which train in minutes on a CPU, and rotate Lorenz-96 training samples at random around
+the ring (its dynamics are rotation invariant).
 
 Two assimilation modes, both scored as the time-mean analysis RMSE of the ensemble mean:
 

@@ -117,7 +117,8 @@ def run(workdir: str | Path, systems=("lorenz63", "lorenz96"), variant: str = ""
         ours = classical(system, setup, data, train, int(config.seed))
         for name, r in ours.items():
             log(f"[{system}] {name:12s} RMSE {r['rmse']:.3f} ({r['seconds']:.1f} s)")
-        rows = twin.run_assimilations(config, sub, model=model, log=lambda s, n=system: log(f"[{n}] {s}"))
+        rows = twin.run_assimilations(config, sub, model=model, log=lambda s, n=system: log(f"[{n}] {s}"),
+                                      data=data)
         results[system] = {"classical": ours, "score": rows}
         tables.append(markdown(system, setup, ours, rows))
     table = "\n\n".join(tables) + f"\n\nTotal {time.perf_counter() - t_start:.0f} s (training included).\n"

@@ -459,7 +459,7 @@ def assimilate_twin(key: PRNGKey, model: TwinModel, data: lorenz.TwinData, space
     if mode == "filter":
         lag = int(a.lag)
         ends = np.arange(lag - 1, T)
-        ys = jnp.stack([obs[e - lag + 1: e + 1] for e in ends])  # (W, lag, dim)
+        ys = _windows(obs, jnp.asarray(ends - lag + 1), lag)  # (W, lag, dim)
         keys = jax.random.split(key, len(ends) * members).reshape(len(ends), members, -1)
 
         @jax.jit
@@ -491,12 +491,14 @@ def assimilate_twin(key: PRNGKey, model: TwinModel, data: lorenz.TwinData, space
 
 
 def run_assimilations(config, workdir: str | os.PathLike, model: TwinModel | None = None,
-                      log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                      log: Callable[[str], None] = print, data: lorenz.TwinData | None = None
+                      ) -> list[dict[str, Any]]:
     """Every (space, mode) of the config on the twin test data; rows appended to ``WORKDIR/results.jsonl``."""
     workdir = Path(workdir)
     model = model if model is not None else train_twin(config, workdir, log)
     setup = model.setup
-    data = lorenz.twin_data(setup, jax.random.PRNGKey(int(config.twin.test_seed)))
+    if data is None:
+        data = lorenz.twin_data(setup, jax.random.PRNGKey(int(config.twin.test_seed)))
     rows = []
     a = config.assimilation
     for space in config.twin.spaces:

@@ -15,7 +15,8 @@ smoke run) does, on a 2-core CPU or on accelerators alike:
    - ``climatology``: an ensemble of random training states (a probabilistic climatology);
    - ``3dvar``: 3D-Var/OI with a static background-error covariance fitted on the training split
      (:mod:`slams_jax.variational`), background = the climatological mean, an RML ensemble;
-   - ``score`` methods: :func:`slams_jax.posterior_sample` with a trained prior: the pixel-space SDA prior,
+   - ``score`` methods: posterior ensembles with a trained prior (every window of a setting in one program,
+     :func:`slams_jax.posterior_sample_batch`; the auxiliary instruments are fixed): the pixel-space SDA prior,
      or latent SLAMS with 0, 1 or 2 auxiliary modalities (observed as configured in ``config.aux``); with
      ``observe="latent"`` the paper's own setting (the encoded truth observed in latent space, the
      coarsening factor and gap divided by the autoencoder's downsampling);
@@ -59,7 +60,7 @@ from slams_jax.configuration import AssimilationSettings, settings_from_config  
 from slams_jax.metrics import ensemble_scores  # noqa: E402
 from slams_jax.observations import Observation, observe  # noqa: E402
 from slams_jax.operators import Coarsen, Operator, Swath, TimeSubsample, random_points, regular_points  # noqa: E402
-from slams_jax.posterior import SamplingError, latent_observation, posterior_sample  # noqa: E402
+from slams_jax.posterior import latent_observation, posterior_sample_batch  # noqa: E402
 from slams_jax.pretrained import TrainedModel, load_trained  # noqa: E402
 from slams_jax.train import prepare_data, train_and_evaluate  # noqa: E402
 from slams_jax.variational import fit_static_covariance, three_dvar_ensemble  # noqa: E402
@@ -216,19 +217,24 @@ def state_observation(key, data: StudyData, truth: np.ndarray, setting: Setting,
     return observe(key, truth, op, std, modality=data.state, name=f"{data.state}:{setting.label}")
 
 
-def aux_observation(key, data: StudyData, truth: Mapping[str, np.ndarray], spec) -> Observation:
-    """One fixed auxiliary observation (``config.aux.<name>``): a swath, random points or the full field."""
-    k_op, k_noise = jax.random.split(key)
-    field = truth[spec.modality]
+def aux_operator(key, data: StudyData, spec) -> Operator:
+    """The instrument of ``config.aux.<name>``, fixed for the whole study (a swath or a gauge network).
+
+    Gauges are drawn once, where the modality is defined in every test window (e.g. precipitation over land
+    only): real networks do not move between windows, and one structure keeps every window in one program.
+    """
     if spec.get("swath_footprint", 0):
-        op: Operator = Swath(int(spec.swath_footprint), int(spec.get("swath_width", 1)))
-    elif spec.get("points", 0.0):
-        valid = np.isfinite(field).all(axis=(0, 3))  # e.g. precipitation exists over land only
-        op = random_points(k_op, valid.shape, float(spec.points), valid=valid)
-    else:
-        raise StudyError(f"config.aux for {spec.modality!r}: expected swath_footprint > 0 or points > 0")
+        return Swath(int(spec.swath_footprint), int(spec.get("swath_width", 1)))
+    if spec.get("points", 0.0):
+        valid = np.logical_and.reduce([np.isfinite(t[spec.modality]).all(axis=(0, 3)) for t in data.truths])
+        return random_points(key, valid.shape, float(spec.points), valid=valid)
+    raise StudyError(f"config.aux for {spec.modality!r}: expected swath_footprint > 0 or points > 0")
+
+
+def aux_observation(key, data: StudyData, truth: Mapping[str, np.ndarray], spec, op: Operator) -> Observation:
+    """One auxiliary observation (``config.aux.<name>``) of a window through its study-wide operator."""
     std = tuple(float(spec.relative_std) * s for s in data.norm.std[spec.modality])
-    return observe(k_noise, field, op, std, modality=spec.modality, name=f"{spec.modality}:aux")
+    return observe(key, truth[spec.modality], op, std, modality=spec.modality, name=f"{spec.modality}:aux")
 
 
 # ------------------------------------------------------------------------------------------------ methods
@@ -248,7 +254,7 @@ def _sampling_settings(s) -> AssimilationSettings:
 
 def run_method(ctx: Context, name: str, key, window: int, setting: Setting, state_obs: Observation,
                aux_obs: Mapping[str, Observation]) -> np.ndarray:
-    """The ensemble ``(member, time, lat, lon, channel)`` (physical units) of method ``name``."""
+    """The ensemble ``(member, time, lat, lon, channel)`` (physical units) of classical method ``name``."""
     spec, study, data = ctx.config.methods[name], ctx.config.study, ctx.data
     truth = data.truths[window]
     shape = truth[data.state].shape
@@ -264,32 +270,46 @@ def run_method(ctx: Context, name: str, key, window: int, setting: Setting, stat
         background = np.broadcast_to(ctx.climatology, shape).astype(np.float32)
         return three_dvar_ensemble(key, [state_obs], background, ctx.covariance, members,
                                    tol=float(ctx.config.threedvar.tol), maxiter=int(ctx.config.threedvar.maxiter))
-    if spec.kind != "score":
-        raise StudyError(f"config.methods.{name}.kind={spec.kind!r}: expected one of {KINDS}")
+    if spec.kind == "score":
+        raise StudyError(f"config.methods.{name}: a score method is sampled by run_score")
+    raise StudyError(f"config.methods.{name}.kind={spec.kind!r}: expected one of {KINDS}")
+
+
+def score_inputs(ctx: Context, name: str, key, window: int, setting: Setting, state_obs: Observation,
+                 aux_obs: Mapping[str, Observation]) -> tuple[Any, list[Observation]]:
+    """``(sampling key, observations)`` of score method ``name`` on one window."""
+    spec, study = ctx.config.methods[name], ctx.config.study
     model = ctx.models[spec.model]
-    s = ctx.config.sampling
-    a = _sampling_settings(s)
     k_obs, k_sample = jax.random.split(key)
     if spec.observe == "latent":
         if spec.space != "latent":
             raise StudyError(f"config.methods.{name}: observe='latent' needs space='latent'")
         lat = latent_setting(setting, model.settings.autoencoder.downsample)
         op = state_operator(lat, model.latent_shape()[:2], int(study.every))
+        truth = ctx.data.truths[window]
         normalized = {m.name: model.normalization.normalize(m.name, truth[m.name])
                       for m in model.settings.data.modalities}
-        observations = [latent_observation(k_obs, model, normalized, op, setting.std, name=f"latent:{lat.label}")]
-    elif spec.observe == "physical":
+        return k_sample, [latent_observation(k_obs, model, normalized, op, setting.std, name=f"latent:{lat.label}")]
+    if spec.observe == "physical":
         unknown = [m for m in spec.aux if m not in aux_obs]
         if unknown:
             raise StudyError(f"config.methods.{name}.aux={tuple(spec.aux)}: {unknown} not in config.aux "
                              f"({sorted(aux_obs)})")
-        observations = [state_obs] + [aux_obs[m] for m in spec.aux]
-    else:
-        raise StudyError(f"config.methods.{name}.observe={spec.observe!r}: expected 'physical' or 'latent'")
-    ens = posterior_sample(k_sample, model, observations, n_samples=members, length=shape[0], space=spec.space,
-                           guidance=make_guidance(a), sampler=make_sampler(a),
-                           divergence_bound=float(s.divergence_bound) or None)
-    return np.asarray(ens, np.float32)
+        return k_sample, [state_obs] + [aux_obs[m] for m in spec.aux]
+    raise StudyError(f"config.methods.{name}.observe={spec.observe!r}: expected 'physical' or 'latent'")
+
+
+def run_score(ctx: Context, name: str, keys: Sequence[Any], problems: Sequence[Sequence[Observation]]
+              ) -> list[tuple[np.ndarray | None, str]]:
+    """Score method ``name`` on several windows at once (one compiled program): per window ``(ensemble
+    (member, time, lat, lon, channel) in physical units, "")``, or ``(None, why it failed)``."""
+    spec, s = ctx.config.methods[name], ctx.config.sampling
+    a = _sampling_settings(s)
+    states, failures = posterior_sample_batch(
+        jnp.stack(keys), ctx.models[spec.model], problems, n_samples=int(ctx.config.study.members),
+        length=int(ctx.config.study.length), space=spec.space, guidance=make_guidance(a), sampler=make_sampler(a),
+        divergence_bound=float(s.divergence_bound) or None, errors="return")
+    return [(None, f.splitlines()[0][:300]) if f else (np.asarray(x, np.float32), "") for x, f in zip(states, failures)]
 
 
 def score_rows(ens: np.ndarray, truth: np.ndarray, variables: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -494,55 +514,75 @@ def run_study(config, workdir: str | os.PathLike, log: Callable[[str], None] = p
     examples_path = workdir / "examples.npz"
     examples = dict(np.load(examples_path)) if examples_path.exists() else {}
     base = jax.random.PRNGKey(int(config.seed))
+    # the auxiliary instruments (swath, gauge network) are fixed for the whole study; their noise is not
+    aux_ops = {n: aux_operator(jax.random.fold_in(base, 1000 + i), data, config.aux[n])
+               for i, n in enumerate(config.aux) if config.aux[n].modality in data.truths[0]}
+    periodic = tuple(bool(p) for p in config.threedvar.periodic)
     with results_path.open("a") as out:
+
+        def record(setting: Setting, w: int, m: str, ens: np.ndarray | None, error: str, seconds: float) -> None:
+            truth = data.truths[w][data.state]
+            if ens is None:
+                scores = {c: {k: float("nan") for k in METRICS} for c in data.variables + ("all",)}
+            else:
+                scores = score_rows(ens, truth, data.variables)
+                if setting.label == study.example_setting and w == 0:
+                    examples[m] = ens.mean(0)
+            traj, start = data.windows[w]
+            for channel, sc in scores.items():
+                row = {"sweep": setting.sweep, "severity": setting.severity, "method": m, "window": w,
+                       "trajectory": traj, "start": start, "channel": channel, **sc,
+                       "members": int(ens.shape[0]) if ens is not None else 0, "seconds": seconds, "error": error}
+                rows.append(row)
+                out.write(json.dumps(row) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+            log(f"{setting.label:12s} window {w} {m:24s} RMSE {scores['all']['rmse']:.4f} "
+                f"CRPS {scores['all']['crps']:.4f} {seconds:6.1f} s" + (f"  FAILED: {error}" if error else ""))
+
         for s_index, setting in enumerate([] if report_only else settings_list):
-            for w, (traj, start) in enumerate(data.windows):
-                todo = [m for m in methods if (w, setting.sweep, setting.severity, m) not in done]
-                if not todo:
-                    continue
+            todo = {w: [m for m in methods if (w, setting.sweep, setting.severity, m) not in done]
+                    for w in range(len(data.windows))}
+            todo = {w: ms for w, ms in todo.items() if ms}
+            if not todo:
+                continue
+            observed = {}
+            for w in todo:
                 truth = data.truths[w]
                 # one key per window and setting: every method gets the same observations
                 k_set = jax.random.fold_in(jax.random.fold_in(base, w), s_index)
-                k_state, k_aux, k_methods = jax.random.split(k_set, 3)
+                k_state, _, k_methods = jax.random.split(k_set, 3)
                 state_obs = state_observation(k_state, data, truth[data.state], setting, int(study.every))
                 aux_obs = {n: aux_observation(jax.random.fold_in(jax.random.fold_in(base, w), 1000 + i), data, truth,
-                                              config.aux[n])
-                           for i, n in enumerate(config.aux) if config.aux[n].modality in truth}
-                example = setting.label == study.example_setting and w == 0
-                if example:
+                                              config.aux[n], aux_ops[n])
+                           for i, n in enumerate(config.aux) if n in aux_ops}
+                observed[w] = (k_methods, state_obs, aux_obs)
+                if setting.label == study.example_setting and w == 0:
                     examples["truth"] = truth[data.state]
                     examples["observations"] = spatial_interpolation(
-                        [state_obs], truth[data.state].shape, climatology=climatology,
-                        periodic=tuple(bool(p) for p in config.threedvar.periodic))
-                for m in todo:
-                    key = jax.random.fold_in(k_methods, zlib.crc32(m.encode()) & 0x7FFFFFFF)
+                        [state_obs], truth[data.state].shape, climatology=climatology, periodic=periodic)
+            for m in methods:
+                ws = [w for w in todo if m in todo[w]]
+                if not ws:
+                    continue
+                keys = {w: jax.random.fold_in(observed[w][0], zlib.crc32(m.encode()) & 0x7FFFFFFF) for w in ws}
+                if config.methods[m].kind == "score":
+                    # every window of the setting in one compiled program; the time is shared between them
                     t0 = time.perf_counter()
-                    error = ""
-                    try:
-                        ens = run_method(ctx, m, key, w, setting, state_obs, aux_obs)
-                        scores = score_rows(ens, truth[data.state], data.variables)
-                    except SamplingError as e:  # a diverged posterior is a result, not a crash
-                        error = str(e).splitlines()[0][:300]
-                        ens = None
-                        scores = {c: {k: float("nan") for k in METRICS} for c in data.variables + ("all",)}
-                    seconds = time.perf_counter() - t0
-                    if example and ens is not None:
-                        examples[m] = ens.mean(0)
-                    for channel, sc in scores.items():
-                        row = {"sweep": setting.sweep, "severity": setting.severity, "method": m, "window": w,
-                               "trajectory": traj, "start": start, "channel": channel, **sc,
-                               "members": int(ens.shape[0]) if ens is not None else 0, "seconds": seconds,
-                               "error": error}
-                        rows.append(row)
-                        out.write(json.dumps(row) + "\n")
-                    out.flush()
-                    os.fsync(out.fileno())
-                    log(f"{setting.label:12s} window {w} {m:24s} RMSE {scores['all']['rmse']:.4f} "
-                        f"CRPS {scores['all']['crps']:.4f} {seconds:6.1f} s" + (f"  FAILED: {error}" if error else ""))
-                if example:
-                    tmp = workdir / f"examples.tmp{os.getpid()}.npz"
-                    np.savez(tmp, **examples)
-                    os.replace(tmp, examples_path)
+                    inputs = [score_inputs(ctx, m, keys[w], w, setting, *observed[w][1:]) for w in ws]
+                    results = run_score(ctx, m, [k for k, _ in inputs], [obs for _, obs in inputs])
+                    seconds = (time.perf_counter() - t0) / len(ws)
+                    for w, (ens, error) in zip(ws, results):
+                        record(setting, w, m, ens, error, seconds)
+                else:
+                    for w in ws:
+                        t0 = time.perf_counter()
+                        ens = run_method(ctx, m, keys[w], w, setting, *observed[w][1:])
+                        record(setting, w, m, ens, "", time.perf_counter() - t0)
+            if setting.label == study.example_setting and 0 in todo:
+                tmp = workdir / f"examples.tmp{os.getpid()}.npz"
+                np.savez(tmp, **examples)
+                os.replace(tmp, examples_path)
 
     summary = summarize(rows, float(study.confidence))
     _write_csv(workdir / "results.csv", rows)

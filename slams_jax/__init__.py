@@ -10,7 +10,8 @@ Multimodal Setting" (CVPR EarthVision 2024), built on Rozet & Louppe, "Score-bas
 - :mod:`slams_jax.samplers`: reverse-diffusion samplers (``lax.scan`` and diffrax);
 - :mod:`slams_jax.operators`, :mod:`slams_jax.observations`, :mod:`slams_jax.observation_files`: measurement
   operators and observations; :mod:`slams_jax.guidance`: SDA, DPS and MMPS posterior scores;
-- :mod:`slams_jax.posterior`: ``posterior_sample``; :mod:`slams_jax.assimilate`: the assimilation entry point;
+- :mod:`slams_jax.posterior`: ``posterior_sample`` (``posterior_sample_batch``: several windows in one
+  program); :mod:`slams_jax.assimilate`: the assimilation entry point;
 - :mod:`slams_jax.metrics`, :mod:`slams_jax.baselines`, :mod:`slams_jax.variational`: scores, classical
   baselines (interpolation, persistence, climatology) and 3D-Var/OI with a static B;
 - :mod:`slams_jax.kolmogorov`: the embedded Kolmogorov-flow data generator;
@@ -40,7 +41,7 @@ from slams_jax.metrics import (
     isotropic_energy_spectrum, rank_histogram, spread_skill_ratio, wasserstein1, zonal_power_spectrum,
 )
 from slams_jax.observations import Observation, ObservationError, observe
-from slams_jax.posterior import SamplingError, latent_observation, posterior_sample
+from slams_jax.posterior import SamplingError, latent_observation, posterior_sample, posterior_sample_batch
 from slams_jax.pretrained import TrainedModel, load_trained
 from slams_jax.samplers import (
     DiffraxPredictorCorrector,
@@ -65,6 +66,7 @@ __all__ = [
     "predictor_corrector", "settings_from_config", "settings_from_dict", "settings_to_dict",
     "simulate_kolmogorov", "tweedie_denoise",
     "DPS", "MMPS", "SDA", "Guidance", "Observation", "ObservationError", "observe", "posterior_sample",
+    "posterior_sample_batch",
     "latent_observation", "SamplingError", "DiffraxPredictorCorrector", "PredictorCorrector", "ProbabilityFlow",
     "ReverseSDE", "Sampler", "crps_ensemble", "ensemble_scores", "wasserstein1", "interpolation_baseline",
     "ensemble_mean_bias", "ensemble_mean_rmse", "ensemble_spread", "rank_histogram", "spread_skill_ratio",

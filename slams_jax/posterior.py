@@ -172,15 +172,29 @@ def build_likelihood(prior: PriorModel, observations: Sequence[Observation]) -> 
                       scale=scale)
 
 
-def _check_finite(finite: np.ndarray, sampler: Sampler) -> None:
-    if finite.all():
-        return
-    member, step = (int(i) for i in np.argwhere(~finite)[0])
-    raise SamplingError(
-        f"member {member}: the state became NaN or infinite at step {step + 1} of {sampler!r} "
-        f"(diffusion time about t={1 - (step + 1) / max(finite.shape[1], 1):.3f}); {int((~finite.all(1)).sum())} "
-        f"of {finite.shape[0]} members affected. Check the observations' units and noise std, or use more steps."
-    )
+def _failure(x: np.ndarray, finite: np.ndarray, sampler: Sampler, bound: float | None, what: str = "") -> str | None:
+    """Why an ensemble ``x`` (members first) failed, or ``None``: a non-finite step or a value beyond ``bound``."""
+    if not finite.all():
+        member, step = (int(i) for i in np.argwhere(~finite)[0])
+        return (
+            f"{what}member {member}: the state became NaN or infinite at step {step + 1} of {sampler!r} "
+            f"(diffusion time about t={1 - (step + 1) / max(finite.shape[1], 1):.3f}); {int((~finite.all(1)).sum())} "
+            f"of {finite.shape[0]} members affected. Check the observations' units and noise std, or use more steps."
+        )
+    flat = x.reshape(x.shape[0], -1)
+    if not np.isfinite(flat).all():
+        return f"{what}{sampler!r} returned non-finite samples"
+    if bound is not None:
+        peak = np.max(np.abs(flat), axis=1)
+        if (peak > bound).any():
+            member = int(np.argmax(peak > bound))
+            return (
+                f"{what}member {member}: the sampling diverged (largest |value| {peak[member]:.3g} of a standardized "
+                f"variable, bound {bound:g}); {int((peak > bound).sum())} of {len(peak)} members "
+                f"affected. The guided process is too stiff for {sampler!r}: use more steps, a larger SDA gamma, "
+                "MMPS guidance, or larger observation noise."
+            )
+    return None
 
 
 _CACHE: dict = {}
@@ -189,31 +203,38 @@ _CACHE_SIZE = 16
 
 def _compiled(prior: PriorModel, structure: tuple, guidance: Guidance, sampler: Sampler, batch_size: int | None,
               mesh: Mesh | None = None):
-    """The jitted ensemble sampler; observed values are arguments, so new values of the same kind of
-    observations (and new keys) reuse the compiled program.
+    """The jitted ensemble sampler ``(keys, *data) -> (samples, finite)``.
 
-    With a ``mesh`` of several devices (and a prior that does not spread its windows), the members are a
-    ``shard_map`` over its ``data`` axis: each device integrates its own keys; ``batch_size`` then counts
-    the members a device samples at once."""
+    ``data`` holds each trajectory's own observed values, noise stds and scales (one row per key), so new
+    values of the same kind of observations, new keys, and several independent problems (e.g. test windows)
+    batched together all reuse the compiled program.
+
+    With a ``mesh`` of several devices (and a prior that does not spread its windows), the trajectories are
+    a ``shard_map`` over its ``data`` axis: each device integrates its own rows; ``batch_size`` then counts
+    the trajectories a device samples at once."""
     if mesh is not None and (mesh.size == 1 or prior.spread_windows is not None):
         mesh = None
     key = None if prior.cache_key is None else (prior.cache_key, structure, guidance, sampler, batch_size, mesh)
     if key is not None and key in _CACHE:
         return _CACHE[key][0]
-    def run(keys, *data):
+
+    def one(row):
+        k, *data = row
         if structure:
             y, std, scale = data
             lik = Likelihood(forward=_forward(prior, structure), y=y, std=std, scale=scale)
             eps = guidance.guide(prior.eps, prior.schedule, lik)
         else:
             eps = prior.eps
-        one = lambda k: sampler.sample(k, eps, prior.shape, prior.schedule)
-        return jax.lax.map(one, keys, batch_size=batch_size)
+        return sampler.sample(k, eps, prior.shape, prior.schedule)
+
+    def run(keys, *data):
+        return jax.lax.map(one, (keys, *data), batch_size=batch_size)
 
     if mesh is not None:
-        # members are independent: no collective, so the varying-axes check has nothing to verify (and
+        # trajectories are independent: no collective, so the varying-axes check has nothing to verify (and
         # diffrax's loops carry constants it would reject)
-        specs = (P(parallel.DATA),) + (P(),) * (3 if structure else 0)
+        specs = (P(parallel.DATA),) * (4 if structure else 1)
         run = jax.shard_map(run, mesh=mesh, in_specs=specs, out_specs=(P(parallel.DATA), P(parallel.DATA)),
                             check_vma=False)
     run = jax.jit(run)
@@ -222,6 +243,27 @@ def _compiled(prior: PriorModel, structure: tuple, guidance: Guidance, sampler: 
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = (run, prior)  # the prior is kept alive so that its id is not reused
     return run
+
+
+def _structure(observations: Sequence[Observation]) -> tuple:
+    return tuple((o.modality, o.operator) for o in observations)
+
+
+def _run_rows(prior: PriorModel, structure: tuple, keys: Array, data: tuple, guidance: Guidance,
+              sampler: Sampler, batch_size: int | None, mesh: Mesh | None) -> tuple[np.ndarray, np.ndarray]:
+    """Integrate one trajectory per row of ``keys`` (with its row of ``data``); host ``(samples, finite)``."""
+    run = _compiled(prior, structure, guidance, sampler, batch_size, mesh)
+    n = keys.shape[0]
+    rows = (keys, *data)
+    if mesh is not None and mesh.size > 1:
+        if prior.spread_windows is None:
+            pad = -n % mesh.size
+            rows = tuple(jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in rows)
+            rows = parallel.put(rows, parallel.batch_sharded(mesh))
+        else:
+            rows = parallel.replicate(rows, mesh)
+    x, finite = parallel.to_host(run(*rows))
+    return x[:n], finite[:n]
 
 
 def sample_posterior_prior(
@@ -237,33 +279,49 @@ def sample_posterior_prior(
         raise ValueError(f"n_samples={n_samples}: expected at least 1")
     observations = list(observations or [])
     data = _likelihood_data(prior, observations) if observations else ()
-    run = _compiled(prior, tuple((o.modality, o.operator) for o in observations), guidance, sampler, batch_size,
-                    mesh)
-    keys = jax.random.split(key, n_samples)
-    if mesh is not None and mesh.size > 1:
-        if prior.spread_windows is None:
-            pad = -n_samples % mesh.size
-            keys = jnp.concatenate([keys, keys[:1].repeat(pad, axis=0)])
-            keys = parallel.put(keys, parallel.batch_sharded(mesh))
-        else:
-            keys = parallel.replicate(keys, mesh)
-        data = parallel.replicate(data, mesh)
-    x, finite = parallel.to_host(run(keys, *data))
-    x, finite = jnp.asarray(x[:n_samples]), finite[:n_samples]
-    _check_finite(finite, sampler)
-    if not bool(jnp.all(jnp.isfinite(x))):
-        raise SamplingError(f"{sampler!r} returned non-finite samples")
-    if prior.bound is not None:
-        peak = np.asarray(jnp.max(jnp.abs(x.reshape(x.shape[0], -1)), axis=1))
-        if (peak > prior.bound).any():
-            member = int(np.argmax(peak > prior.bound))
-            raise SamplingError(
-                f"member {member}: the sampling diverged (largest |value| {peak[member]:.3g} of a standardized "
-                f"variable, bound {prior.bound:g}); {int((peak > prior.bound).sum())} of {len(peak)} members "
-                f"affected. The guided process is too stiff for {sampler!r}: use more steps, a larger SDA gamma, "
-                "MMPS guidance, or larger observation noise."
-            )
-    return x
+    data = tuple(jnp.broadcast_to(a, (n_samples,) + a.shape) for a in data)
+    x, finite = _run_rows(prior, _structure(observations), jax.random.split(key, n_samples), data, guidance,
+                          sampler, batch_size, mesh)
+    error = _failure(x, finite, sampler, prior.bound)
+    if error:
+        raise SamplingError(error)
+    return jnp.asarray(x)
+
+
+def sample_posterior_problems(
+    keys: Sequence[PRNGKey] | Array, prior: PriorModel, problems: Sequence[Sequence[Observation]], n_samples: int,
+    guidance: Guidance, sampler: Sampler, batch_size: int | None = None, mesh: Mesh | None = None,
+) -> tuple[np.ndarray, list[str | None]]:
+    """Ensembles of the diffused variable for several independent problems in one compiled program.
+
+    Problem ``p`` (its own observations, all problems of the same structure: modalities and operators) is
+    sampled with ``keys[p]`` exactly as :func:`sample_posterior_prior` samples it alone.
+
+    Returns:
+        ``(samples (problem, n_samples, *prior.shape), failures)``: per problem ``None``, or why it failed (a
+        non-finite step or a divergence); a failed problem does not affect the others.
+    """
+    if n_samples < 1:
+        raise ValueError(f"n_samples={n_samples}: expected at least 1")
+    problems = [list(p) for p in problems]
+    keys = jnp.asarray(keys)
+    if not problems or keys.shape[0] != len(problems):
+        raise ValueError(f"{len(problems)} problems and {keys.shape[0]} keys: expected at least one problem and "
+                         "one key per problem")
+    structure = _structure(problems[0])
+    for p, obs in enumerate(problems[1:], 1):
+        if _structure(obs) != structure:
+            raise ObservationError(
+                f"problem {p}: its observations {[o.name for o in obs]} differ in modality or operator from "
+                f"problem 0's {[o.name for o in problems[0]]}; batched problems must share one structure")
+    per_problem = [_likelihood_data(prior, obs) if structure else () for obs in problems]
+    data = tuple(jnp.repeat(jnp.stack(parts), n_samples, axis=0) for parts in zip(*per_problem))
+    rows = jnp.concatenate([jax.random.split(k, n_samples) for k in keys])
+    x, finite = _run_rows(prior, structure, rows, data, guidance, sampler, batch_size, mesh)
+    x = x.reshape((len(problems), n_samples) + x.shape[1:])
+    finite = finite.reshape((len(problems), n_samples) + finite.shape[1:])
+    failures = [_failure(x[p], finite[p], sampler, prior.bound, what=f"problem {p}, ") for p in range(len(problems))]
+    return x, failures
 
 
 def latent_observation(
@@ -346,6 +404,20 @@ def posterior_sample(
             index past the trajectory, a station outside the grid...), named in the message.
         SamplingError: A member became non-finite; the message names the member and the step.
     """
+    prior_model, channels, mesh = _prior_model(prior, length, shape, schedule, space, n_samples, divergence_bound,
+                                               mesh)
+    observations = [o for o in observations]
+    if not observations:
+        raise ObservationError("posterior_sample: no observations given (use TrainedModel.sample_prior for the prior)")
+    x = sample_posterior_prior(key, prior_model, observations, n_samples, guidance, sampler, batch_size, mesh)
+    state = _outputs(prior_model, x)
+    if like is not None:
+        state = to_xarray(np.asarray(state), like, channels)
+    return (state, x) if return_latent else state
+
+
+def _prior_model(prior, length, shape, schedule, space, trajectories, divergence_bound, mesh):
+    """``(PriorModel, state channel names or None, mesh)`` for ``trajectories`` trajectories at once."""
     if isinstance(prior, (str, os.PathLike)):
         prior = load_trained(prior)
     mesh = parallel.data_mesh() if mesh is None else mesh
@@ -353,24 +425,90 @@ def posterior_sample(
         if length is None:
             raise ValueError("posterior_sample: give length= (states of the trajectory) for a trained prior")
         window = (prior.settings.score if space == "latent" else prior.settings.pixel_score).window
-        spread = mesh if n_samples < mesh.size and length - window + 1 > 1 else None
+        spread = mesh if trajectories < mesh.size and length - window + 1 > 1 else None
         prior_model = dataclasses.replace(trained_prior(prior, length, space, spread), bound=divergence_bound)
-        channels = prior.settings.data.state.variables
-    elif callable(prior):
+        return prior_model, prior.settings.data.state.variables, mesh
+    if callable(prior):
         if shape is None or schedule is None:
             raise ValueError("posterior_sample: a callable prior eps(x, t) needs shape= and schedule=")
-        prior_model = callable_prior(prior, shape, schedule)
-        channels = None
-    else:
-        raise TypeError(f"prior: expected a TrainedModel, a workdir path or a callable eps(x, t), got {type(prior)}")
-    observations = [o for o in observations]
-    if not observations:
-        raise ObservationError("posterior_sample: no observations given (use TrainedModel.sample_prior for the prior)")
-    x = sample_posterior_prior(key, prior_model, observations, n_samples, guidance, sampler, batch_size, mesh)
-    state = jax.jit(jax.vmap(prior_model.output))(x)
-    if like is not None:
-        state = to_xarray(np.asarray(state), like, channels)
-    return (state, x) if return_latent else state
+        return callable_prior(prior, shape, schedule), None, mesh
+    raise TypeError(f"prior: expected a TrainedModel, a workdir path or a callable eps(x, t), got {type(prior)}")
+
+
+_OUTPUTS: dict = {}
+
+
+def _outputs(prior: PriorModel, x: Array) -> Array:
+    """``prior.output`` over the leading axis of ``x`` (compiled once per prior)."""
+    key = prior.cache_key
+    fn = _OUTPUTS.get(key) if key is not None else None
+    if fn is None:
+        fn = jax.jit(jax.vmap(prior.output))
+        if key is not None:
+            if len(_OUTPUTS) >= _CACHE_SIZE:
+                _OUTPUTS.pop(next(iter(_OUTPUTS)))
+            _OUTPUTS[key] = fn
+    return fn(jnp.asarray(x))
+
+
+def posterior_sample_batch(
+    keys: Sequence[PRNGKey] | Array,
+    prior: TrainedModel | EpsFn | str | os.PathLike,
+    problems: Sequence[Sequence[Observation]],
+    *,
+    n_samples: int = 1,
+    length: int | None = None,
+    shape: tuple[int, ...] | None = None,
+    schedule: VPSchedule | None = None,
+    space: str = "latent",
+    guidance: Guidance = SDA(),
+    sampler: Sampler = DiffraxPredictorCorrector(steps=64, corrections=1, tau=1.0),
+    batch_size: int | None = None,
+    divergence_bound: float | None = 100.0,
+    mesh: Mesh | None = None,
+    errors: str = "raise",
+):
+    """Posterior ensembles for several independent problems (e.g. test windows) in one compiled program.
+
+    Every problem is a list of observations of one trajectory; all share one structure (the same modalities
+    and operators, any values and noise stds), and problem ``p`` gets exactly the ensemble that
+    ``posterior_sample(keys[p], prior, problems[p], ...)`` returns. On a CPU or a GPU that a single ensemble
+    leaves idle, the batch costs much less than the problems one after another; on several devices, the
+    trajectories of all problems are split over them.
+
+    Args:
+        keys: One PRNG key per problem.
+        prior, n_samples, length, shape, schedule, space, guidance, sampler, batch_size, divergence_bound,
+            mesh: As for :func:`posterior_sample`.
+        problems: One list of :class:`~slams_jax.observations.Observation` per problem.
+        errors: ``raise``: a failed (non-finite or diverged) problem raises :class:`SamplingError` naming it;
+            ``return``: return ``(states, failures)`` with ``failures[p]`` ``None`` or the reason (a failed
+            problem's states are NaN).
+
+    Returns:
+        States ``(problem, n_samples, time, lat, lon, channel)`` in physical units (callable priors:
+        ``(problem, n_samples, *shape)``); with ``errors='return'`` a pair ``(states, failures)``.
+    """
+    if errors not in ("raise", "return"):
+        raise ValueError(f"errors={errors!r}: expected 'raise' or 'return'")
+    problems = [list(p) for p in problems]
+    if any(not p for p in problems):
+        raise ObservationError(f"posterior_sample_batch: problem {[len(p) for p in problems].index(0)} has no "
+                               "observations")
+    prior_model, _, mesh = _prior_model(prior, length, shape, schedule, space, len(problems) * n_samples,
+                                        divergence_bound, mesh)
+    x, failures = sample_posterior_problems(keys, prior_model, problems, n_samples, guidance, sampler, batch_size,
+                                            mesh)
+    bad = [f for f in failures if f]
+    if bad and errors == "raise":
+        raise SamplingError(bad[0])
+    flat = np.where(np.isfinite(x), x, 0.0).reshape((-1,) + x.shape[2:])
+    state = np.array(_outputs(prior_model, flat))
+    state = state.reshape(x.shape[:2] + state.shape[1:])
+    for p, failure in enumerate(failures):
+        if failure:
+            state[p] = np.nan
+    return (state, failures) if errors == "return" else state
 
 
 def to_xarray(samples: np.ndarray, like, channels: Sequence[str] | None = None):
@@ -391,6 +529,7 @@ def to_xarray(samples: np.ndarray, like, channels: Sequence[str] | None = None):
 
 
 __all__ = [
-    "posterior_sample", "PriorModel", "trained_prior", "callable_prior", "build_likelihood",
-    "sample_posterior_prior", "latent_observation", "SamplingError", "to_xarray",
+    "posterior_sample", "posterior_sample_batch", "PriorModel", "trained_prior", "callable_prior",
+    "build_likelihood", "sample_posterior_prior", "sample_posterior_problems", "latent_observation", "SamplingError",
+    "to_xarray",
 ]

@@ -5,7 +5,10 @@ import math
 import runpy
 import shutil
 import sys
+import types
 
+import jax
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
@@ -152,13 +155,27 @@ def test_classical_study_end_to_end_and_resume(trained, tmp_path):
 def test_score_methods_get_the_same_observations_and_the_latent_setting(trained, tmp_path):
     workdir, _ = trained
     shutil.copytree(workdir / "checkpoints", tmp_path / "study" / "models" / "all" / "checkpoints")
-    methods = ("interpolation", "sda_pixel", "slams_1aux", "slams_2aux_latent_obs")
+    methods = ("interpolation", "sda_pixel", "slams_2aux", "slams_2aux_latent_obs")
     config = _tiny_study(workdir / "data", methods, ("noise",))
-    config.study.windows = 1
     result = ablation.run_study(config, tmp_path / "study", log=lambda s: None)
     rows = [r for r in result["rows"] if r["channel"] == "all"]
-    assert [r["method"] for r in rows] == list(methods)
+    # both windows of a score method come from one batched program (one gauge network for the study)
+    assert [(r["method"], r["window"]) for r in rows] == [(m, w) for m in methods for w in (0, 1)]
     for r in rows:
         assert r["error"] or np.isfinite(r["rmse"]), r
+    for m in methods[1:]:
+        w0, w1 = (r for r in rows if r["method"] == m)
+        assert w0["seconds"] == w1["seconds"]  # the batch's time, shared
+        assert w0["error"] or w1["error"] or w0["rmse"] != w1["rmse"]
     assert {r["members"] for r in rows if r["method"] != "interpolation"} <= {0, 3}
     assert (tmp_path / "study" / "figures" / "maps.png").exists()
+
+
+def test_the_gauge_network_is_fixed_and_avoids_missing_cells():
+    truths = [{"precip": np.ones((3, 8, 8, 1), np.float32)} for _ in range(2)]
+    truths[1]["precip"][:, :, :4] = np.nan  # e.g. ocean in one window's source
+    data = types.SimpleNamespace(truths=truths)
+    spec = ml_collections.ConfigDict({"modality": "precip", "points": 0.25})
+    op = ablation.aux_operator(jax.random.PRNGKey(0), data, spec)
+    assert op == ablation.aux_operator(jax.random.PRNGKey(0), data, spec)
+    assert op.n_points == 16 and min(op.lon_index) >= 4  # 25% of the grid, where both windows are defined

@@ -25,7 +25,7 @@ import pytest
 from slams_jax.guidance import DPS, MMPS, SDA
 from slams_jax.observations import Observation, ObservationError, observe
 from slams_jax.operators import Coarsen, Points, TimeIndex, TimeSubsample
-from slams_jax.posterior import SamplingError, posterior_sample
+from slams_jax.posterior import SamplingError, posterior_sample, posterior_sample_batch
 from slams_jax.samplers import DiffraxPredictorCorrector, PredictorCorrector, ProbabilityFlow, ReverseSDE
 from slams_jax.schedules import VPSchedule
 
@@ -175,3 +175,36 @@ def test_non_finite_sampling_is_reported_with_its_step():
     with pytest.raises(SamplingError, match=r"member 0: .* step (9|10) of"):
         posterior_sample(jax.random.PRNGKey(0), broken, [OBS], shape=SHAPE, schedule=SCHEDULE, n_samples=2,
                          sampler=PredictorCorrector(steps=16, corrections=0))
+
+
+def test_batched_problems_equal_separate_runs_and_fail_alone():
+    """Windows batched in one program: each gets exactly its separate ensemble; a failure stays its own."""
+    op = OBS.operator
+    truths = [np.random.default_rng(s).standard_normal(SHAPE).astype(np.float32) for s in (10, 11, 12)]
+    problems = [[observe(jax.random.PRNGKey(20 + i), jnp.asarray(x), op, std)]
+                for i, (x, std) in enumerate(zip(truths, (0.2, 0.5, 0.2)))]
+    keys = jax.random.split(jax.random.PRNGKey(3), 3)
+    kw = dict(n_samples=4, shape=SHAPE, schedule=SCHEDULE, guidance=SDA(), sampler=PredictorCorrector(steps=8))
+    batch = posterior_sample_batch(keys, EPS, problems, **kw)
+    assert batch.shape == (3, 4) + SHAPE
+    for p in range(3):
+        alone = np.asarray(posterior_sample(keys[p], EPS, problems[p], **kw))
+        np.testing.assert_allclose(batch[p], alone, rtol=1e-5, atol=1e-5)
+    assert np.abs(batch[0] - batch[2]).max() > 0.1  # different observations, different posteriors
+
+    # one absurd problem: it alone is reported (named) and NaN; the others are unchanged
+    absurd = [Observation("state", op, np.full(OBS.values.shape, 1e30, np.float32), 1e-3, name="absurd")]
+    states, failures = posterior_sample_batch(keys, EPS, [problems[0], absurd, problems[2]], errors="return", **kw)
+    assert failures[0] is None and failures[2] is None
+    assert failures[1].startswith("problem 1, member"), failures
+    assert np.isnan(states[1]).all()
+    np.testing.assert_allclose(states[[0, 2]], batch[[0, 2]], rtol=1e-5, atol=1e-5)
+    with pytest.raises(SamplingError, match="problem 1, member"):
+        posterior_sample_batch(keys, EPS, [problems[0], absurd, problems[2]], **kw)
+
+    # problems must share one structure, and one key each
+    other = [observe(jax.random.PRNGKey(0), jnp.asarray(truths[0]), TimeSubsample(2), 0.2)]
+    with pytest.raises(ObservationError, match="problem 1: .*differ in modality or operator"):
+        posterior_sample_batch(keys[:2], EPS, [problems[0], other], **kw)
+    with pytest.raises(ValueError, match="one key per problem"):
+        posterior_sample_batch(keys[:2], EPS, problems, **kw)

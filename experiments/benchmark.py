@@ -19,13 +19,16 @@ Defaults: the reference's latent workload (5 states x 5 latent channels = 25 cha
 (32, 64, 128) x (3, 3, 3), embedding 64, batch 64; 8 members, 64 steps, 1 correction, 4x coarsening).
 The pixel workload: ``--space=pixel --hidden=64,128,256`` (5 states x 10 channels, no decoder). Small CPU
 run: ``--height=32 --width=64 --batch=8 --members=2 --steps=4``; ``--eager`` adds ``eager_s``, the same
-sampling call run op by op (``jax.disable_jit``), and ``eager_over_compiled``. Several device counts on a CPU:
+sampling call run op by op (``jax.disable_jit``), and ``eager_over_compiled``; ``--windows=3`` adds
+``sample.windows``: that many windows one call after another against one batched program
+(``posterior_sample_batch``). Several device counts on a CPU:
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import runpy
 import statistics
@@ -46,7 +49,7 @@ from slams_jax.guidance import SDA
 from slams_jax.models import build_autoencoder, build_score, decode_states
 from slams_jax.observations import Observation
 from slams_jax.operators import Coarsen
-from slams_jax.posterior import PriorModel, sample_posterior_prior
+from slams_jax.posterior import PriorModel, sample_posterior_prior, sample_posterior_problems
 from slams_jax.samplers import PredictorCorrector
 from slams_jax.score import denoising_loss
 from slams_jax.train import TrainState, compile_steps, make_optimizer
@@ -76,6 +79,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2, help="timed sampling calls")
     p.add_argument("--devices", type=_ints, default=(), help="device counts to run, e.g. 1,2,4 (default: all)")
     p.add_argument("--skip", choices=("", "train", "sample"), default="")
+    p.add_argument("--windows", type=int, default=0,
+                   help="also sample this many independent windows (each --members members) one call after another "
+                        "and batched in one program (posterior_sample_batch), and time both")
     p.add_argument("--eager", action="store_true",
                    help="also time one sampling call op by op (jax.disable_jit: every scan step and every "
                         "operation dispatched from Python, like an eager framework) against the compiled one")
@@ -184,7 +190,32 @@ def bench_sample(args, settings, score, params, shape, mesh) -> dict:
             run(jax.random.PRNGKey(3))
             out["eager_s"] = time.perf_counter() - t0
         out["eager_over_compiled"] = out["eager_s"] / seconds
+    if args.windows:
+        out["windows"] = bench_windows(args, prior, obs, sampler, mesh, seconds)
     return out
+
+
+def bench_windows(args, prior, obs, sampler, mesh, one_s: float) -> dict:
+    """``--windows`` problems of ``--members`` members: one by one (the compiled single-window program, timed
+    above as ``one_s``) against all in one compiled program."""
+    problems = [[dataclasses.replace(o, values=o.values + w) for o in obs] for w in range(args.windows)]
+    keys = jax.random.split(jax.random.PRNGKey(4), args.windows)
+
+    def run():
+        x, failures = sample_posterior_problems(keys, prior, problems, args.members, SDA(), sampler, mesh=mesh)
+        return x
+
+    t0 = time.perf_counter()
+    run()
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    batched = statistics.median(times)
+    return {"n": args.windows, "one_by_one_s": args.windows * one_s, "batched_s": batched,
+            "batched_compile_s": max(first - batched, 0.0), "speedup": args.windows * one_s / batched}
 
 
 def peak_memory() -> int | None:

@@ -23,7 +23,7 @@ TINY = ["--hidden=8,8", "--blocks=1,1", "--embedding=8", "--batch=2", "--members
 
 def test_benchmark_prints_a_consistent_row(bench, capsys):
     with jax.numpy_dtype_promotion("standard"):
-        (row,) = bench.main(["--height=16", "--width=32", *TINY])
+        (row,) = bench.main(["--height=16", "--width=32", "--windows=2", *TINY])
     assert capsys.readouterr().out.count("\n") == 1  # one JSON line per device count
     assert row["devices"] == jax.device_count() and row["workload"]["channels"] == 25
     train, sample = row["train"], row["sample"]
@@ -31,6 +31,9 @@ def test_benchmark_prints_a_consistent_row(bench, capsys):
     assert train["compile_s"] > 0 and train["step_s"] > 0 and sample["seconds"] > 0
     assert sample["first_call_s"] >= sample["seconds"] or sample["compile_s"] == 0
     assert row["speedup"] == {"train": 1.0, "sample": 1.0}
+    windows = sample["windows"]
+    assert windows["n"] == 2 and windows["one_by_one_s"] == pytest.approx(2 * sample["seconds"])
+    assert windows["speedup"] == pytest.approx(windows["one_by_one_s"] / windows["batched_s"])
 
 
 def test_forward_flops_scale_with_the_grid(bench):

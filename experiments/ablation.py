@@ -104,6 +104,46 @@ def study_settings(study) -> list[Setting]:
     return out
 
 
+def _ends_first(n: int) -> list[int]:
+    """Indices ``0..n-1`` ends first, then recursively the middles: 5 -> [0, 4, 2, 1, 3]."""
+    order, spans = [], [(0, n - 1)]
+    for i in (0, n - 1):
+        if 0 <= i < n and i not in order:
+            order.append(i)
+    while spans:
+        nxt = []
+        for lo, hi in spans:
+            if hi - lo > 1:
+                mid = (lo + hi) // 2
+                order.append(mid)
+                nxt += [(lo, mid), (mid, hi)]
+        spans = nxt
+    return order
+
+
+def run_order(settings: Sequence[Setting], order: str) -> list[int]:
+    """The order in which the study runs its settings (indices into ``settings``).
+
+    ``sweeps``: as listed. ``spread``: round-robin over the sweeps, each from its two ends inwards, so a study
+    stopped early (a CPU with a time limit) has covered every sweep's range; the results are the same,
+    because every observation and sampling key derives from the setting's place in the list, not the order.
+    """
+    if order == "sweeps":
+        return list(range(len(settings)))
+    if order != "spread":
+        raise StudyError(f"config.study.order={order!r}: expected 'sweeps' or 'spread'")
+    per_sweep: dict[str, list[int]] = {}
+    for i, st in enumerate(settings):
+        per_sweep.setdefault(st.sweep, []).append(i)
+    queues = [[idx[j] for j in _ends_first(len(idx))] for idx in per_sweep.values()]
+    out = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
 def state_operator(setting: Setting, grid: tuple[int, int], every: int) -> Operator:
     """Time subsampling, then a block mean (coarsen sweeps) or a regular lattice of points (gap sweep)."""
     time_op = TimeSubsample(every) if every > 1 else None
@@ -540,7 +580,8 @@ def run_study(config, workdir: str | os.PathLike, log: Callable[[str], None] = p
             log(f"{setting.label:12s} window {w} {m:24s} RMSE {scores['all']['rmse']:.4f} "
                 f"CRPS {scores['all']['crps']:.4f} {seconds:6.1f} s" + (f"  FAILED: {error}" if error else ""))
 
-        for s_index, setting in enumerate([] if report_only else settings_list):
+        for s_index in [] if report_only else run_order(settings_list, str(study.get("order", "sweeps"))):
+            setting = settings_list[s_index]
             todo = {w: [m for m in methods if (w, setting.sweep, setting.severity, m) not in done]
                     for w in range(len(data.windows))}
             todo = {w: ms for w, ms in todo.items() if ms}

@@ -35,6 +35,20 @@ def test_default_sweeps_are_the_papers():
     ablation.check_config(config)
 
 
+def test_spread_order_covers_every_sweep_first_and_keeps_the_keys():
+    config = load_config("ablation")
+    settings = ablation.study_settings(config.study)
+    assert ablation.run_order(settings, "sweeps") == list(range(13))
+    order = ablation.run_order(settings, "spread")
+    assert sorted(order) == list(range(13))
+    labels = [settings[i].label for i in order]
+    # the extremes of every sweep come before any inner setting
+    assert set(labels[:6]) == {"coarsen=4", "coarsen=20", "noise=0.5", "noise=4", "gap=4", "gap=16"}
+    assert ablation._ends_first(5) == [0, 4, 2, 1, 3] and ablation._ends_first(1) == [0]
+    with pytest.raises(ablation.StudyError, match="order='random'"):
+        ablation.run_order(settings, "random")
+
+
 def test_state_operators_observe_what_the_setting_says():
     grid = (64, 64)
     coarse = ablation.state_operator(ablation.Setting("coarsen", 8, coarsen=8), grid, every=2)
@@ -141,6 +155,16 @@ def test_classical_study_end_to_end_and_resume(trained, tmp_path):
         assert f"| {m} |" in table
     assert (out / "results.csv").exists() and (out / "summary.csv").exists()
     assert (out / "figures" / "coarsen.png").exists() and (out / "figures" / "maps.png").exists()
+
+    # the order of the settings does not change any number (keys come from the settings' places)
+    config.study.order = "spread"
+    spread = ablation.run_study(config, tmp_path / "spread", log=lambda s: None)["rows"]
+    key = lambda r: (r["sweep"], r["severity"], r["method"], r["window"], r["channel"])  # noqa: E731
+    assert [key(r) for r in spread] != [key(r) for r in rows]
+    by_key = {key(r): r for r in rows}
+    for r in spread:
+        np.testing.assert_allclose(r["rmse"], by_key[key(r)]["rmse"], rtol=1e-5)
+    config.study.order = "sweeps"
 
     # a killed run resumes: drop the last method's rows of the last setting; only those are redone
     lines = (out / "results.jsonl").read_text().splitlines()

@@ -11,7 +11,13 @@ assimilates test windows observed with
 (noise stds relative to the state's standard deviation in the training split) by each method of
 ``study.methods``, and writes ``results.csv``, ``summary.csv``, ``table.md`` and figures. ``:cpu`` keeps the
 models, windows and sampling but halves the members and runs every sweep's extremes first (the CPU run of the
-closing notes); ``:quick`` shrinks everything for a smoke run (minutes); ERA5 runs set ``experiment`` from ``configs/era5.py`` (see README).
+closing notes); ``:quick`` shrinks everything for a smoke run (minutes).
+
+``:era5`` is the paper's ERA5 setup (``configs/era5.py``: temperature at 10 levels, CPC precipitation
+gauges, an OLR swath) for a GPU; its data paths are required, e.g.
+``--config.experiment.data.era5_path=/data/era5.zarr --config.experiment.data.era5.aux.precip.path=...
+--config.experiment.data.era5.aux.olr.path=...`` (or ``--config.experiment.data.era5.prepared=...``). Its
+scores are weighted by cell area and its 3D-Var correlations wrap in longitude only.
 """
 
 import importlib.util
@@ -22,6 +28,9 @@ import ml_collections
 _spec = importlib.util.spec_from_file_location("_slams_base_config", Path(__file__).with_name("kolmogorov.py"))
 base = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(base)
+_spec = importlib.util.spec_from_file_location("_slams_era5_config", Path(__file__).with_name("era5.py"))
+era5 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(era5)
 
 
 def _model(modalities, stages=("autoencoder", "score")):
@@ -76,6 +85,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.study.gap_std = 0.1
     config.study.every = 2  # the state is observed every 2nd step; the others are reconstructed
     config.study.windows = 3  # test windows (one per test trajectory, then further along them)
+    # "first": the first disjoint windows in that order; "even": evenly spaced over all of them (ERA5's test
+    # years are one trajectory: every season)
+    config.study.window_spacing = "first"
     config.study.length = 8
     config.study.members = 4
     config.study.confidence = 0.95  # t-intervals over the windows
@@ -141,6 +153,15 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         # too few for the pixel prior: RMSE 0.26 at r = 4 against 0.18 with 32.)
         config.study.members = 2
         config.study.order = "spread"
+    elif variant == "era5":
+        # The paper's ERA5 models and instruments (window 5, latent at full resolution, so the latent
+        # setting's factors equal the physical ones); 10 windows of 8 days of the test years, 8 members.
+        config.experiment = era5.get_config()
+        config.threedvar.periodic = (False, True)  # latitude is not periodic: the poles never wrap
+        config.study.windows = 10
+        config.study.window_spacing = "even"
+        config.study.members = 8
+        config.study.order = "spread"
     elif variant:
-        raise ValueError(f"configs/ablation.py: unknown variant {variant!r}; expected '', 'cpu' or 'quick'")
+        raise ValueError(f"configs/ablation.py: unknown variant {variant!r}; expected '', 'cpu', 'quick' or 'era5'")
     return config

@@ -47,6 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,6 +170,9 @@ def model_config(config, name: str, workdir: Path):
                          f"{known[0]!r} first, then some of {known[1:]}")
     with exp.unlocked():
         exp.data.modalities = tuple(m for m in exp.data.modalities if m.name in spec.modalities)
+        if exp.data.source == "era5":  # only the sources of the model's own modalities
+            exp.data.era5.aux = ml_collections.ConfigDict(
+                {k: v for k, v in exp.data.era5.aux.items() if k in spec.modalities})
         exp.stages = tuple(spec.stages)
         if not exp.data.cache_dir:
             exp.data.cache_dir = str(workdir / "data")
@@ -210,44 +214,80 @@ class StudyData:
     truths: list[dict[str, np.ndarray]]  # per window: {modality: (time, lat, lon, channel)}
     train_states: np.ndarray  # (n, lat, lon, channel), physical
     train_sequences: np.ndarray  # (trajectory, time, lat, lon, channel), physical
+    latitude: np.ndarray | None = None  # (lat,) degrees on a geographic grid (ERA5), else None
+    weights: np.ndarray | None = None  # (lat,) cell-area weights of every score on a geographic grid
 
 
-def _window_starts(n_traj: int, n_time: int, count: int, length: int) -> list[tuple[int, int]]:
-    """``count`` distinct windows: one per test trajectory, then further along them."""
+def _window_starts(present: np.ndarray | None, n_traj: int, n_time: int, count: int, length: int,
+                   spacing: str = "first") -> list[tuple[int, int]]:
+    """``count`` disjoint windows ``(trajectory, start)`` of states that all exist (``present``, a
+    ``(trajectory, time)`` mask on real data, or ``None``).
+
+    ``first``: the first ones, one per test trajectory, then further along them. ``even``: evenly spaced over
+    all of them (e.g. every season of ERA5's test years, which are one trajectory).
+    """
     per_traj = n_time // length
-    if count > n_traj * per_traj:
-        raise StudyError(f"config.study.windows={count}: the test split has only {n_traj * per_traj} disjoint "
-                         f"windows of length {length} ({n_traj} trajectories x {n_time} states)")
-    return [(i % n_traj, (i // n_traj) * length) for i in range(count)]
+    blocks = [(i % n_traj, (i // n_traj) * length) for i in range(n_traj * per_traj)]
+    if present is not None:
+        blocks = [(t, s) for t, s in blocks if present[t, s:s + length].all()]
+    if count > len(blocks):
+        raise StudyError(f"config.study.windows={count}: the test split has only {len(blocks)} disjoint windows of "
+                         f"length {length} ({n_traj} trajectories x {n_time} states"
+                         + (", without missing days)" if present is not None else ")"))
+    if spacing == "first":
+        return blocks[:count]
+    if spacing == "even":
+        return [blocks[i] for i in np.linspace(0, len(blocks) - 1, count).round().astype(int)]
+    raise StudyError(f"config.study.window_spacing={spacing!r}: expected 'first' or 'even'")
 
 
 def load_study_data(config, workdir: Path, max_fit_states: int = 4096) -> StudyData:
     exp = model_config(config, next(iter(config.models)), workdir)
     with exp.unlocked():  # every modality: the auxiliary observations need their truths
         exp.data.modalities = config.experiment.data.modalities
+        if exp.data.source == "era5":
+            exp.data.era5.aux = config.experiment.data.era5.aux
     settings = settings_from_config(exp)
     arrays, norm = prepare_data(settings, workdir / "models")
     state = settings.data.state.name
     test = arrays["test"]
     shape = test[state].shape
     study = config.study
-    windows = _window_starts(shape[0], shape[1], study.windows, study.length)
+    windows = _window_starts(datasets.present_mask(test), shape[0], shape[1], study.windows, study.length,
+                             str(study.get("window_spacing", "first")))
     truths = []
-    for traj, start in windows:
-        truths.append({name: norm.denormalize(name, np.asarray(a[traj, start:start + study.length], np.float32))
+    for traj, start in windows:  # integer indices: the lazy ERA5 arrays read only those days
+        steps = np.arange(start, start + study.length)
+        truths.append({name: norm.denormalize(name, np.asarray(a[traj, steps], np.float32))
                        for name, a in test.items()})
     train = arrays["train"][state]
     n_traj, n_time = train.shape[:2]
     rng = np.random.default_rng(int(config.seed))
     seq_len = min(n_time, max(2, study.length))
-    n_seq = max(1, min(n_traj * (n_time // seq_len), max_fit_states // seq_len))
-    picks = rng.choice(n_traj * (n_time // seq_len), size=n_seq, replace=False)
+    blocks = np.arange(n_traj * (n_time // seq_len))
+    present = datasets.present_mask(arrays["train"])
+    if present is not None:  # training sequences without missing days
+        t, b = np.divmod(blocks, n_time // seq_len)
+        blocks = blocks[[present[ti, bi * seq_len:(bi + 1) * seq_len].all() for ti, bi in zip(t, b)]]
+    n_seq = max(1, min(len(blocks), max_fit_states // seq_len))
+    picks = rng.choice(blocks, size=n_seq, replace=False)
     traj, block = np.divmod(np.sort(picks), n_time // seq_len)
-    seqs = np.stack([np.asarray(train[t, b * seq_len:(b + 1) * seq_len], np.float32) for t, b in zip(traj, block)])
+    seqs = np.stack([np.asarray(train[t, np.arange(b * seq_len, (b + 1) * seq_len)], np.float32)
+                     for t, b in zip(traj, block)])
     seqs = norm.denormalize(state, seqs)
+    latitude = weights = None
+    if settings.data.source == "era5":  # a geographic grid: every score weighted by cell area, as WeatherBench
+        from slams_jax.era5 import grid_latitude
+        from slams_jax.regrid import area_weights
+
+        latitude = np.asarray(grid_latitude(settings.data), np.float64)
+        if latitude.shape != shape[2:3]:
+            raise StudyError(f"ERA5 grid latitude has {latitude.shape[0]} rows but the test split has {shape[2]}")
+        weights = area_weights(latitude)
     return StudyData(state=state, variables=tuple(settings.data.state.variables),
                      modalities=tuple(m.name for m in settings.data.modalities), norm=norm, windows=windows,
-                     truths=truths, train_states=seqs.reshape((-1,) + seqs.shape[2:]), train_sequences=seqs)
+                     truths=truths, train_states=seqs.reshape((-1,) + seqs.shape[2:]), train_sequences=seqs,
+                     latitude=latitude, weights=weights)
 
 
 # ------------------------------------------------------------------------------------------------ observations
@@ -352,9 +392,12 @@ def run_score(ctx: Context, name: str, keys: Sequence[Any], problems: Sequence[S
     return [(None, f.splitlines()[0][:300]) if f else (np.asarray(x, np.float32), "") for x, f in zip(states, failures)]
 
 
-def score_rows(ens: np.ndarray, truth: np.ndarray, variables: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Per channel and their mean (``all``): the ensemble scores (spread and its ratio NaN for one member)."""
-    scores = ensemble_scores(jnp.asarray(ens), jnp.asarray(truth), tuple(variables))
+def score_rows(ens: np.ndarray, truth: np.ndarray, variables: Sequence[str], weights: np.ndarray | None = None
+               ) -> dict[str, dict[str, float]]:
+    """Per channel and their mean (``all``): the ensemble scores (spread and its ratio NaN for one member),
+    weighted by ``weights`` ``(lat,)`` (cell areas on a geographic grid) when given."""
+    w = None if weights is None else jnp.asarray(weights, jnp.float32)
+    scores = ensemble_scores(jnp.asarray(ens), jnp.asarray(truth), tuple(variables), w)
     if ens.shape[0] == 1:
         for s in scores.values():
             s["spread"] = s["spread_skill"] = float("nan")
@@ -478,8 +521,10 @@ def sweep_figures(summary: Sequence[Mapping], methods: Sequence[str], folder: Pa
     return paths
 
 
-def maps_figure(examples: Mapping[str, np.ndarray], folder: Path, variables: Sequence[str], title: str) -> str:
-    """Truth, the interpolated observations and each method's ensemble mean, first channel, two states."""
+def maps_figure(examples: Mapping[str, np.ndarray], folder: Path, variables: Sequence[str], title: str,
+                north_first: bool = False) -> str:
+    """Truth, the interpolated observations and each method's ensemble mean, first channel, two states
+    (north up: ``north_first`` says the rows run north to south, as the ERA5 grid's)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -493,7 +538,8 @@ def maps_figure(examples: Mapping[str, np.ndarray], folder: Path, variables: Seq
     fig, axes = plt.subplots(len(times), len(names), figsize=(2.4 * len(names), 2.6 * len(times)), squeeze=False)
     for row, t in zip(axes, times):
         for ax, n in zip(row, names):
-            ax.imshow(examples[n][t, ..., 0], cmap="RdBu_r", vmin=-vmax, vmax=vmax, origin="lower")
+            ax.imshow(examples[n][t, ..., 0], cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                      origin="upper" if north_first else "lower")
             ax.set_title(f"{n}, state {t}", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -519,6 +565,13 @@ def check_config(config) -> None:
         raise StudyError(f"config.study.confidence={study.confidence}: expected a level in (0, 1)")
     if study.every < 1 or study.length < 2:
         raise StudyError(f"config.study.every={study.every}, length={study.length}: expected >= 1 and >= 2")
+    window = 2 * int(config.experiment.score.order) + 1
+    if study.length < window:
+        raise StudyError(f"config.study.length={study.length}: the score methods need windows of at least the "
+                         f"prior's {window} states (config.experiment.score.order={config.experiment.score.order})")
+    if config.experiment.data.source == "era5" and bool(config.threedvar.periodic[0]):
+        raise StudyError(f"config.threedvar.periodic={tuple(config.threedvar.periodic)}: latitude is not periodic "
+                         "on the ERA5 grid (the poles must not wrap onto each other); expected (False, True)")
 
 
 def run_study(config, workdir: str | os.PathLike, log: Callable[[str], None] = print,
@@ -565,7 +618,7 @@ def run_study(config, workdir: str | os.PathLike, log: Callable[[str], None] = p
             if ens is None:
                 scores = {c: {k: float("nan") for k in METRICS} for c in data.variables + ("all",)}
             else:
-                scores = score_rows(ens, truth, data.variables)
+                scores = score_rows(ens, truth, data.variables, data.weights)
                 if setting.label == study.example_setting and w == 0:
                     examples[m] = ens.mean(0)
             traj, start = data.windows[w]
@@ -630,14 +683,16 @@ def run_study(config, workdir: str | os.PathLike, log: Callable[[str], None] = p
     _write_csv(workdir / "summary.csv", summary)
     header = (f"Ablation on {config.experiment.data.source}: {len(data.windows)} test windows of {study.length} "
               f"states (state observed every {study.every}), {study.members} members; mean over windows "
-              f"± {study.confidence:.0%} t-interval half-width.\n\n")
+              f"± {study.confidence:.0%} t-interval half-width"
+              + ("; scores weighted by cell area" if data.weights is not None else "") + ".\n\n")
     table = header + "\n".join(markdown_table(summary, methods, m) for m in ("rmse", "crps", "spread_skill"))
     (workdir / "table.md").write_text(table)
     figures = sweep_figures(summary, methods, workdir / "figures")
     if examples:
         order = ["truth", "observations"] + [m for m in methods if m in examples]
+        north_first = data.latitude is not None and data.latitude[0] > data.latitude[-1]
         figures.append(maps_figure({k: examples[k] for k in order if k in examples}, workdir / "figures",
-                                   data.variables, study.example_setting))
+                                   data.variables, study.example_setting, north_first))
     log(f"study done in {time.perf_counter() - t_start:.0f} s; outputs in {workdir}")
     return {"rows": rows, "summary": summary, "table": table, "figures": figures}
 

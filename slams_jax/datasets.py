@@ -149,7 +149,7 @@ def normalize_arrays(arrays: Arrays, norm: Normalization) -> Arrays:
     return {k: norm.normalize(k, a).astype(np.float32) for k, a in arrays.items()}
 
 
-def _present(arrays: Arrays) -> np.ndarray | None:
+def present_mask(arrays: Arrays) -> np.ndarray | None:
     """``(trajectory, time)`` mask of the states that exist (real data with skipped days), or ``None``."""
     masks = [a.present for a in arrays.values() if getattr(a, "present", None) is not None]
     return np.logical_and.reduce(masks) if masks else None
@@ -159,7 +159,7 @@ def state_indices(key: PRNGKey, arrays: Arrays, batch_size: int) -> tuple[np.nda
     """``(trajectory, time)`` indices ``(batch,)`` of a batch of single states, drawn from ``key``."""
     first = next(iter(arrays.values()))
     n_traj, n_time = first.shape[:2]
-    present = _present(arrays)
+    present = present_mask(arrays)
     if present is None:
         idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n_traj * n_time))
     else:
@@ -178,7 +178,7 @@ def window_indices(key: PRNGKey, arrays: Arrays, batch_size: int, window: int) -
     if n_time < window:
         raise ValueError(f"trajectories have {n_time} states, fewer than the score window {window}")
     per_traj = n_time - window + 1
-    present = _present(arrays)
+    present = present_mask(arrays)
     if present is None:
         idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n_traj * per_traj))
     else:
@@ -235,5 +235,5 @@ def check_batch(batch: Mapping[str, np.ndarray], modalities: tuple[ModalitySetti
 __all__ = [
     "SPLITS", "Normalization", "load_dataset", "split_dataset", "to_arrays", "fit_normalization",
     "normalize_arrays", "state_indices", "window_indices", "gather", "sample_states", "sample_windows",
-    "check_batch",
+    "check_batch", "present_mask",
 ]

@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 from helpers import ROOT, load_config, tiny_config
+from synthetic_era5 import LAT, era5_config
 
 sys.path.insert(0, str(ROOT / "experiments"))
 import ablation  # noqa: E402
@@ -91,6 +92,10 @@ def test_bad_config_is_named():
     config = load_config("ablation")
     config.study.methods = ("interpolation", "kriging")
     with pytest.raises(ablation.StudyError, match="kriging"):
+        ablation.check_config(config)
+    config = load_config("ablation")
+    config.study.length = 2  # the prior's windows have 5 states
+    with pytest.raises(ablation.StudyError, match="config.study.length=2.*5 states"):
         ablation.check_config(config)
     config = load_config("ablation")
     config.study.sweeps = ("coarsen", "blur")
@@ -195,6 +200,19 @@ def test_score_methods_get_the_same_observations_and_the_latent_setting(trained,
     assert (tmp_path / "study" / "figures" / "maps.png").exists()
 
 
+def test_windows_avoid_missing_days_and_can_spread_over_the_test_period():
+    # the Kolmogorov layout: one window per trajectory first, then further along
+    assert ablation._window_starts(None, 3, 24, 4, 8) == [(0, 0), (1, 0), (2, 0), (0, 8)]
+    present = np.ones((1, 40), bool)
+    present[0, 10] = False  # a day missing in one source: the window [8, 16) is unusable
+    assert ablation._window_starts(present, 1, 40, 3, 8) == [(0, 0), (0, 16), (0, 24)]
+    assert ablation._window_starts(present, 1, 40, 3, 8, "even") == [(0, 0), (0, 24), (0, 32)]  # of 0, 16, 24, 32
+    with pytest.raises(ablation.StudyError, match="only 4 disjoint windows of length 8.*without missing days"):
+        ablation._window_starts(present, 1, 40, 5, 8)
+    with pytest.raises(ablation.StudyError, match="window_spacing='middle'"):
+        ablation._window_starts(None, 1, 40, 2, 8, "middle")
+
+
 def test_the_gauge_network_is_fixed_and_avoids_missing_cells():
     truths = [{"precip": np.ones((3, 8, 8, 1), np.float32)} for _ in range(2)]
     truths[1]["precip"][:, :, :4] = np.nan  # e.g. ocean in one window's source
@@ -203,3 +221,60 @@ def test_the_gauge_network_is_fixed_and_avoids_missing_cells():
     op = ablation.aux_operator(jax.random.PRNGKey(0), data, spec)
     assert op == ablation.aux_operator(jax.random.PRNGKey(0), data, spec)
     assert op.n_points == 16 and min(op.lon_index) >= 4  # 25% of the grid, where both windows are defined
+
+
+def test_era5_study_on_synthetic_sources_is_area_weighted_and_keeps_latitude_open(tmp_path):
+    """configs/ablation.py:era5 end to end on tiny ERA5/CPC/OLR sources (2 training steps per stage): every
+    method runs, and the scores are weighted by cell area (recomputed from the stored ensemble means)."""
+    from slams_jax.regrid import area_weights
+
+    exp, *_ = era5_config(tmp_path)
+    exp.autoencoder.hidden_channels = (4, 4)
+    exp.autoencoder.latent_channels = 2
+    exp.autoencoder.kernel_size = 3
+    for s in (exp.score, exp.pixel_score):
+        s.hidden_channels, s.hidden_blocks, s.embedding = (8, 8), (1, 1), 8
+    for k, v in dict(steps=2, batch_size=4, warmup_steps=1, log_every=1, eval_every=2, eval_batches=1,
+                     checkpoint_every=2).items():
+        setattr(exp.train, k, v)
+    exp.train.autoencoder.steps = 2
+    exp.score.order = 1  # windows of 3 states
+    config = load_config("ablation", "era5")
+    assert tuple(config.threedvar.periodic) == (False, True)
+    config.experiment = exp
+    methods = ("interpolation", "3dvar", "slams_1aux")  # one model: state + OLR, without the precipitation source
+    config.study.methods = methods
+    config.study.sweeps = ("coarsen",)
+    config.study.coarsen = (2,)
+    config.study.windows = 2  # the test split: 8 days
+    config.study.length = 4
+    config.study.members = 2
+    config.study.example_setting = "coarsen=2"
+    config.sampling.steps = 2
+    config.sampling.divergence_bound = 0.0  # priors of 2 steps: the scores, not their quality, are under test
+    config.aux.olr.swath_footprint = 2
+    config.aux.olr.swath_width = 2
+    config.aux.precip.points = 0.2
+    config.threedvar.maxiter = 50
+    out = tmp_path / "study"
+    with jax.numpy_dtype_promotion("standard"):
+        result = ablation.run_study(config, out, log=lambda s: None)
+    rows = [r for r in result["rows"] if r["channel"] == "t850"]
+    assert sorted((r["method"], r["window"]) for r in rows) == sorted((m, w) for m in methods for w in (0, 1))
+    for r in rows:
+        assert not r["error"] and np.isfinite(r["rmse"]) and np.isfinite(r["crps"]), r
+    assert "weighted by cell area" in result["table"]
+    examples = np.load(out / "examples.npz")
+    truth = examples["truth"][..., 0]  # (time, lat, lon) in Kelvin, rows north to south
+    w = area_weights(LAT[::-1])[:, None]
+    for m in ("interpolation", "3dvar", "slams_1aux"):
+        row = next(r for r in rows if r["method"] == m and r["window"] == 0)
+        err = np.square(examples[m][..., 0] - truth)
+        weighted, plain = np.sqrt(np.mean(err * w)), np.sqrt(np.mean(err))
+        np.testing.assert_allclose(row["rmse"], weighted, rtol=1e-4)
+        assert abs(weighted - plain) > 1e-3 * plain  # the weighting is not a no-op on this grid
+    assert (out / "figures" / "maps.png").exists()
+
+    config.threedvar.periodic = (True, True)
+    with pytest.raises(ablation.StudyError, match="latitude is not periodic"):
+        ablation.run_study(config, out, log=lambda s: None)

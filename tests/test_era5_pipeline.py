@@ -9,73 +9,15 @@ import pytest
 import xarray as xr
 
 from helpers import load_config
+from synthetic_era5 import LAT, LEVELS, LON, era5_config, state_store
 from slams_jax import datasets
 from slams_jax.configuration import settings_from_config
 from slams_jax.era5 import DataError, load_splits, open_prepared, prepare
 from slams_jax.regrid import Regridder
 
-LAT = np.linspace(-78.75, 78.75, 8)  # the state's grid, stored south to north (WeatherBench2 style)
-LON = np.arange(16) * 22.5
-LEVELS = (850.0, 500.0)
-
-
-def _state_store(path, start="2000-01-01", days=40):
-    time = pd.date_range(start, periods=4 * days, freq="6h")
-    rng = np.random.default_rng(0)
-    levels = [10.0, 50.0, 100.0, 200.0, 300.0, 500.0, 700.0, 850.0, 925.0, 1000.0]  # the paper's
-    t = 250 + 10 * rng.standard_normal((len(time), len(levels), len(LAT), len(LON)))
-    ds = xr.Dataset({"temperature": (("time", "level", "latitude", "longitude"), t.astype(np.float32),
-                                     {"units": "K"})},
-                    coords={"time": time, "level": levels, "latitude": LAT, "longitude": LON})
-    ds.to_zarr(path, zarr_format=2)
-    return ds
-
-
-def _precip_file(path, days=40):
-    """CPC-like: finer grid (11.25 deg), latitude north to south, NaN over an 'ocean', daily."""
-    lat = np.linspace(84.375, -84.375, 16)
-    lon = np.arange(32) * 11.25
-    time = pd.date_range("2000-01-01", periods=days, freq="D")
-    p = np.abs(np.random.default_rng(1).standard_normal((days, 16, 32))).astype(np.float32)
-    p[:, :, 16:] = np.nan  # the eastern half is ocean
-    ds = xr.Dataset({"precip": (("time", "lat", "lon"), p, {"units": "mm/day"})},
-                    coords={"time": time, "lat": lat, "lon": lon})
-    ds.to_netcdf(path)
-    return ds
-
-
-def _olr_file(path, days=40, missing=()):
-    """NOAA-OLR-like: coarser grid (45 deg), twice daily, longitudes -180..180, some days missing."""
-    lat = np.array([-67.5, -22.5, 22.5, 67.5])
-    lon = np.arange(-180.0, 180.0, 45.0)
-    time = pd.date_range("2000-01-01", periods=2 * days, freq="12h")
-    keep = ~np.isin(time.normalize(), pd.to_datetime(list(missing)))
-    olr = (200 + 30 * np.random.default_rng(2).standard_normal((keep.sum(), 4, 8))).astype(np.float32)
-    ds = xr.Dataset({"olr": (("time", "lat", "lon"), olr, {"units": "W m-2"})},
-                    coords={"time": time[keep], "lat": lat, "lon": lon})
-    ds.to_netcdf(path)
-    return ds
-
-
-def _config(tmp_path, missing=(), policy="error"):
-    state = _state_store(tmp_path / "era5.zarr")
-    precip = _precip_file(tmp_path / "cpc.nc")
-    olr = _olr_file(tmp_path / "olr.nc", missing=missing)
-    c = load_config("era5")
-    c.data.era5_path = str(tmp_path / "era5.zarr")
-    c.data.modalities[0].variables = ("t850", "t500")
-    e = c.data.era5
-    e.levels = LEVELS
-    e.train, e.valid, e.test = ("2000-01-01", "2000-01-24"), ("2000-01-25", "2000-01-31"), ("2000-02-02", "2000-02-09")
-    e.missing = policy
-    e.normalization_days = 1000
-    e.aux.precip.path = str(tmp_path / "cpc.nc")
-    e.aux.olr.path = str(tmp_path / "olr.nc")
-    return c, state, precip, olr
-
 
 def test_splits_are_daily_states_aligned_by_date_on_the_state_grid(tmp_path):
-    c, state, precip, olr = _config(tmp_path)
+    c, state, precip, olr = era5_config(tmp_path)
     settings = settings_from_config(c)
     splits, norm, grid = load_splits(settings.data)
     np.testing.assert_array_equal(grid["latitude"], LAT[::-1])  # north to south
@@ -103,7 +45,7 @@ def test_splits_are_daily_states_aligned_by_date_on_the_state_grid(tmp_path):
 
 
 def test_normalization_uses_the_training_period_only(tmp_path):
-    c, state, _, _ = _config(tmp_path)
+    c, state, _, _ = era5_config(tmp_path)
     _, norm, _ = load_splits(settings_from_config(c).data)
     daily = state["temperature"].resample(time="1D").mean().sel(time=slice("2000-01-01", "2000-01-24"), level=850.0)
     assert norm.mean["state"][0] == pytest.approx(float(daily.mean()), rel=1e-5)
@@ -111,7 +53,7 @@ def test_normalization_uses_the_training_period_only(tmp_path):
 
 
 def test_a_missing_day_is_reported_or_skipped_as_configured(tmp_path):
-    c, *_ = _config(tmp_path, missing=["2000-01-10"])
+    c, *_ = era5_config(tmp_path, missing=["2000-01-10"])
     with pytest.raises(DataError, match=r"the train period: olr .*olr.nc lacks 1 day\(s\): 2000-01-10.*missing='skip'"):
         load_splits(settings_from_config(c).data)
     c.data.era5.missing = "skip"
@@ -129,7 +71,7 @@ def test_a_missing_day_is_reported_or_skipped_as_configured(tmp_path):
 
 
 def test_bad_sources_give_clear_errors(tmp_path):
-    c, *_ = _config(tmp_path)
+    c, *_ = era5_config(tmp_path)
     c.data.era5.levels = (850.0, 250.0)
     with pytest.raises(DataError, match=r"lacks pressure levels \[250.0\] hPa"):
         load_splits(settings_from_config(c).data)
@@ -143,7 +85,7 @@ def test_bad_sources_give_clear_errors(tmp_path):
 
 
 def test_prepared_store_round_trips_and_refuses_other_settings(tmp_path):
-    c, *_ = _config(tmp_path)
+    c, *_ = era5_config(tmp_path)
     data = settings_from_config(c).data
     path = prepare(data, tmp_path / "prepared", progress=False)
     c.data.era5.prepared = str(path)
@@ -162,7 +104,7 @@ def test_prepared_store_round_trips_and_refuses_other_settings(tmp_path):
 
 def test_chaosbench_layout_gives_the_same_states(tmp_path):
     """One zarr per day (dims level, latitude, longitude; ``t``), as ChaosBench stores ERA5."""
-    c, state, *_ = _config(tmp_path)
+    c, state, *_ = era5_config(tmp_path)
     root = tmp_path / "chaosbench"
     root.mkdir()
     daily = state["temperature"].resample(time="1D").mean()
@@ -189,7 +131,7 @@ def test_train_then_assimilate_on_a_synthetic_era5_store_with_two_auxiliary_moda
     from slams_jax.pretrained import load_trained
     from slams_jax.train import train_and_evaluate
 
-    c, state, *_ = _config(tmp_path)
+    c, state, *_ = era5_config(tmp_path)
     c.stages = ("autoencoder", "score")
     c.autoencoder.hidden_channels = (4, 4)
     c.autoencoder.latent_channels = 2
@@ -229,7 +171,7 @@ def test_prepare_command_writes_the_store(tmp_path):
     import sys
     from pathlib import Path
 
-    c, *_ = _config(tmp_path)
+    c, *_ = era5_config(tmp_path)
     root = Path(__file__).resolve().parents[1]
     e = c.data.era5
     cmd = [sys.executable, "-m", "slams_jax.prepare", f"--config={root / 'configs' / 'era5.py'}",
@@ -296,7 +238,7 @@ def test_area_weighting_needs_a_geographic_grid(tmp_path):
 
 
 def test_state_only_variant_needs_only_the_era5_store(tmp_path):
-    _state_store(tmp_path / "era5.zarr")
+    state_store(tmp_path / "era5.zarr")
     c = load_config("era5", "state")
     c.data.era5_path = str(tmp_path / "era5.zarr")
     c.data.era5.train, c.data.era5.valid, c.data.era5.test = (

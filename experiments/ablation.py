@@ -91,7 +91,8 @@ class Setting:
 
 
 def study_settings(study) -> list[Setting]:
-    """The settings of ``study.sweeps``, in order: r at ``coarsen_std``, noise at ``noise_coarsen``, gap at ``gap_std``."""
+    """The settings of ``study.sweeps``, in order: r at ``coarsen_std``, noise at ``noise_coarsen``, gap at
+    ``gap_std``."""
     out = []
     for sweep in study.sweeps:
         if sweep not in SWEEPS:
@@ -498,22 +499,24 @@ def sweep_figures(summary: Sequence[Mapping], methods: Sequence[str], folder: Pa
         rows = [r for r in summary if r["sweep"] == sweep and r["channel"] == "all"]
         if not rows:
             continue
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        fig, axes = plt.subplots(1, 3, figsize=(17, 4))
         for ax, metric in zip(axes, ("rmse", "crps", "spread_skill")):
-            for m in methods:
+            for i, m in enumerate(methods):
                 pts = sorted((r["severity"], r[metric], r[metric + "_ci"]) for r in rows if r["method"] == m)
                 if not pts or not any(np.isfinite(p[1]) for p in pts):
-                    continue
+                    continue  # e.g. no spread for one member: the method's style stays its own in every panel
                 x, y, e = (np.array(v, np.float64) for v in zip(*pts))
-                ax.errorbar(x, y, yerr=np.where(np.isfinite(e), e, 0.0), marker="o", capsize=3, label=m)
+                ax.errorbar(x, y, yerr=np.where(np.isfinite(e), e, 0.0), color=f"C{i % 10}",
+                            marker="osD^v"[i // 10 % 5], capsize=3, label=m)
             ax.set_xlabel(xlabels[sweep])
             ax.set_title(metric)
             if sweep == "noise":
                 ax.set_xscale("log", base=2)
             if metric == "spread_skill":
                 ax.axhline(1.0, color="k", lw=0.5)
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
+        handles, labels = axes[0].get_legend_handles_labels()  # beside the panels, not over the curves
+        fig.legend(handles, labels, loc="center right", fontsize=8)
+        fig.tight_layout(rect=(0, 0, 0.86, 1))
         path = folder / f"{sweep}.png"
         fig.savefig(path, dpi=80)
         plt.close(fig)
@@ -606,6 +609,12 @@ def run_study(config, workdir: str | os.PathLike, log: Callable[[str], None] = p
     done = {(r["window"], r["sweep"], r["severity"], r["method"]) for r in rows}
     examples_path = workdir / "examples.npz"
     examples = dict(np.load(examples_path)) if examples_path.exists() else {}
+
+    def save_examples() -> None:  # after every method, so a killed study keeps the maps of what it ran
+        tmp = workdir / f"examples.tmp{os.getpid()}.npz"
+        np.savez(tmp, **examples)
+        os.replace(tmp, examples_path)
+
     base = jax.random.PRNGKey(int(config.seed))
     # the auxiliary instruments (swath, gauge network) are fixed for the whole study; their noise is not
     aux_ops = {n: aux_operator(jax.random.fold_in(base, 1000 + i), data, config.aux[n])
@@ -621,6 +630,7 @@ def run_study(config, workdir: str | os.PathLike, log: Callable[[str], None] = p
                 scores = score_rows(ens, truth, data.variables, data.weights)
                 if setting.label == study.example_setting and w == 0:
                     examples[m] = ens.mean(0)
+                    save_examples()
             traj, start = data.windows[w]
             for channel, sc in scores.items():
                 row = {"sweep": setting.sweep, "severity": setting.severity, "method": m, "window": w,
@@ -673,10 +683,6 @@ def run_study(config, workdir: str | os.PathLike, log: Callable[[str], None] = p
                         t0 = time.perf_counter()
                         ens = run_method(ctx, m, keys[w], w, setting, *observed[w][1:])
                         record(setting, w, m, ens, "", time.perf_counter() - t0)
-            if setting.label == study.example_setting and 0 in todo:
-                tmp = workdir / f"examples.tmp{os.getpid()}.npz"
-                np.savez(tmp, **examples)
-                os.replace(tmp, examples_path)
 
     summary = summarize(rows, float(study.confidence))
     _write_csv(workdir / "results.csv", rows)

@@ -160,6 +160,7 @@ def test_classical_study_end_to_end_and_resume(trained, tmp_path):
         assert f"| {m} |" in table
     assert (out / "results.csv").exists() and (out / "summary.csv").exists()
     assert (out / "figures" / "coarsen.png").exists() and (out / "figures" / "maps.png").exists()
+    assert set(np.load(out / "examples.npz")) == {"truth", "observations", *CLASSICAL}  # the maps' fields
 
     # the order of the settings does not change any number (keys come from the settings' places)
     config.study.order = "spread"

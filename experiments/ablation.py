@@ -36,6 +36,7 @@ smoke run) does, on a 2-core CPU or on accelerators alike:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -216,7 +217,13 @@ class StudyData:
     train_states: np.ndarray  # (n, lat, lon, channel), physical
     train_sequences: np.ndarray  # (trajectory, time, lat, lon, channel), physical
     latitude: np.ndarray | None = None  # (lat,) degrees on a geographic grid (ERA5), else None
-    weights: np.ndarray | None = None  # (lat,) cell-area weights of every score on a geographic grid
+
+    @functools.cached_property
+    def weights(self) -> np.ndarray | None:
+        """``(lat,)`` cell-area weights of every score on a geographic grid, else ``None``."""
+        from slams_jax.regrid import area_weights
+
+        return None if self.latitude is None else area_weights(self.latitude)
 
 
 def _window_starts(present: np.ndarray | None, n_traj: int, n_time: int, count: int, length: int,
@@ -265,30 +272,28 @@ def load_study_data(config, workdir: Path, max_fit_states: int = 4096) -> StudyD
     n_traj, n_time = train.shape[:2]
     rng = np.random.default_rng(int(config.seed))
     seq_len = min(n_time, max(2, study.length))
-    blocks = np.arange(n_traj * (n_time // seq_len))
+    per_traj = n_time // seq_len
+    blocks = np.arange(n_traj * per_traj)
     present = datasets.present_mask(arrays["train"])
     if present is not None:  # training sequences without missing days
-        t, b = np.divmod(blocks, n_time // seq_len)
-        blocks = blocks[[present[ti, bi * seq_len:(bi + 1) * seq_len].all() for ti, bi in zip(t, b)]]
+        blocks = blocks[present[:, :per_traj * seq_len].reshape(n_traj, per_traj, seq_len).all(-1).ravel()]
     n_seq = max(1, min(len(blocks), max_fit_states // seq_len))
     picks = rng.choice(blocks, size=n_seq, replace=False)
-    traj, block = np.divmod(np.sort(picks), n_time // seq_len)
+    traj, block = np.divmod(np.sort(picks), per_traj)
     seqs = np.stack([np.asarray(train[t, np.arange(b * seq_len, (b + 1) * seq_len)], np.float32)
                      for t, b in zip(traj, block)])
     seqs = norm.denormalize(state, seqs)
-    latitude = weights = None
+    latitude = None
     if settings.data.source == "era5":  # a geographic grid: every score weighted by cell area, as WeatherBench
         from slams_jax.era5 import grid_latitude
-        from slams_jax.regrid import area_weights
 
         latitude = np.asarray(grid_latitude(settings.data), np.float64)
         if latitude.shape != shape[2:3]:
             raise StudyError(f"ERA5 grid latitude has {latitude.shape[0]} rows but the test split has {shape[2]}")
-        weights = area_weights(latitude)
     return StudyData(state=state, variables=tuple(settings.data.state.variables),
                      modalities=tuple(m.name for m in settings.data.modalities), norm=norm, windows=windows,
                      truths=truths, train_states=seqs.reshape((-1,) + seqs.shape[2:]), train_sequences=seqs,
-                     latitude=latitude, weights=weights)
+                     latitude=latitude)
 
 
 # ------------------------------------------------------------------------------------------------ observations

@@ -1,6 +1,7 @@
 """The paper's ablation as a study: every method on the same observations, swept over their severity.
 
-``python experiments/ablation.py --config=configs/ablation.py --workdir=runs/ablation`` trains the models the
+``python experiments/ablation.py --config=configs/ablation.py --workdir=runs/ablation`` (the runner of
+:mod:`slams_jax.studies.ablation`, which reads this config into typed settings) trains the models the
 methods need (the Kolmogorov default of ``configs/kolmogorov.py``; rerunning reuses the checkpoints), then
 assimilates test windows observed with
 

@@ -8,7 +8,7 @@ window of 5 latent states; U-Net (32, 64, 128) x (3, 3, 3); AdamW 2e-4, weight d
 
 The data paths are required: ``--config.data.era5_path=/path/to/era5.zarr`` (WeatherBench2 layout; or a
 ChaosBench directory with ``--config.data.era5.layout=chaosbench --config.data.era5.variable=t``) and
-``--config.data.era5.aux.precip.path``, ``--config.data.era5.aux.olr.path``. See the README's "Real data".
+``--config.data.era5.aux.precip.path``, ``--config.data.era5.aux.olr.path``. See docs/data.md, "Real data: ERA5".
 Latitude is not periodic: its padding goes across the pole (``pole``), longitude wraps.
 """
 

@@ -1,9 +1,11 @@
 """Lorenz-63 twin experiment (DAPPER "sakov2012"): score priors and assimilation settings.
 
-``python -m slams_jax.train --config=configs/lorenz63.py --workdir=runs/lorenz63`` generates the training
-run and trains the priors (pixel and latent); ``python -m slams_jax.assimilate --config=configs/lorenz63.py
---workdir=runs/lorenz63`` runs the filter and the smoother on an independent truth run.
+``python -m slams_jax.twin train --config=configs/lorenz63.py --workdir=runs/lorenz63`` (or
+``python -m slams_jax.train`` with the same flags) generates the training run and trains the priors (pixel
+and latent); ``python -m slams_jax.twin assimilate --config=configs/lorenz63.py --workdir=runs/lorenz63`` (or
+``python -m slams_jax.assimilate``) runs the filter and the smoother on an independent truth run.
 ``experiments/twin.py`` runs both systems next to the published numbers and the in-package EnKF/3D-Var.
+The keys are those of :class:`slams_jax.twin.settings.TwinSettings`, which validates them.
 """
 
 import ml_collections
@@ -13,7 +15,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.twin = ml_collections.ConfigDict()
-    c.twin.setup = "lorenz63"  # slams_jax.lorenz.SETUPS: sakov2012 (RK4 dt 0.01, obs every 25 steps, R = 2 I)
+    c.twin.setup = "lorenz63"  # slams_jax.twin.lorenz.SETUPS: sakov2012 (RK4 dt 0.01, obs every 25 steps, R = 2 I)
     c.twin.train_states = 50_000  # states of the training free run, at the observation cadence
     c.twin.cycles = 0  # scored cycles of the test; 0: the published setup's 1000
     c.twin.test_seed = 1  # the truth run and its observations (independent of the training run)
@@ -52,10 +54,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.assimilation.gamma = 1e-2
     c.assimilation.zeta = 1.0
     c.assimilation.cg_iterations = 3
+    c.assimilation.sampler = "pc"  # the predictor-corrector as one lax.scan (the main pipeline's names)
     c.assimilation.steps = 64
     c.assimilation.corrections = 1
     # The reference's tau = 1 doubles the variance of a Gaussian posterior at each correction (ULA with a step
-    # as large as the target variance): measured spread 1.75 against the exact 1.35 in tests/test_twin.py's
+    # as large as the target variance): measured spread 1.75 against the exact 1.35 in tests/twin/test_twin.py's
     # Gaussian problem; tau = 0.1 gave 1.345.
     c.assimilation.tau = 0.1
     c.assimilation.batch_windows = 64  # filter windows sampled at once

@@ -1,8 +1,9 @@
 """Lorenz-96 twin experiment (DAPPER "sakov2008"): configs/lorenz63.py with a larger state and networks.
 
-``python -m slams_jax.train --config=configs/lorenz96.py --workdir=runs/lorenz96`` generates the training
-run and trains the priors (pixel and latent); ``python -m slams_jax.assimilate --config=configs/lorenz96.py
---workdir=runs/lorenz96`` runs the filter and the smoother on an independent truth run.
+``python -m slams_jax.twin train --config=configs/lorenz96.py --workdir=runs/lorenz96`` generates the
+training run and trains the priors (pixel and latent); ``python -m slams_jax.twin assimilate
+--config=configs/lorenz96.py --workdir=runs/lorenz96`` runs the filter and the smoother on an independent
+truth run (``python -m slams_jax.train`` / ``slams_jax.assimilate`` take the same flags).
 ``experiments/twin.py`` runs both systems next to the published numbers and the in-package EnKF/3D-Var.
 """
 
@@ -20,7 +21,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     if variant not in ("", "quick"):
         raise ValueError(f"configs/lorenz96.py: unknown variant {variant!r}; expected '' or 'quick'")
     c = _base.get_config(variant)
-    # slams_jax.lorenz.SETUPS: sakov2008 (40 variables, F = 8, RK4 dt 0.05, all observed every step, R = I)
+    # slams_jax.twin.lorenz.SETUPS: sakov2008 (40 variables, F = 8, RK4 dt 0.05, all observed every step, R = I)
     c.twin.setup = "lorenz96"
     c.twin.augment_shifts = True  # train on random rotations of the ring (its dynamics are rotation invariant)
 

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 
 import slams_jax
-from slams_jax import datasets
-from slams_jax.operators import Coarsen, Swath, TimeSubsample
+from slams_jax.data import datasets
+from slams_jax.observation.operators import Coarsen, Swath, TimeSubsample
 
 
 def main():

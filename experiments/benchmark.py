@@ -44,15 +44,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from slams_jax import parallel
-from slams_jax.configuration import settings_from_config
-from slams_jax.guidance import SDA
-from slams_jax.models import build_autoencoder, build_score, decode_states
-from slams_jax.observations import Observation
-from slams_jax.operators import Coarsen
-from slams_jax.posterior import PriorModel, sample_posterior_prior, sample_posterior_problems
-from slams_jax.samplers import PredictorCorrector
-from slams_jax.score import denoising_loss
-from slams_jax.train import TrainState, compile_steps, make_optimizer
+from slams_jax.pipeline.configuration import settings_from_config
+from slams_jax.diffusion.guidance import SDA
+from slams_jax.pipeline.models import build_autoencoder, build_score, decode_states
+from slams_jax.observation.observations import Observation
+from slams_jax.observation.operators import Coarsen
+from slams_jax.diffusion.ensemble import sample_posterior_prior, sample_posterior_problems
+from slams_jax.diffusion.prior import callable_prior
+from slams_jax.diffusion.samplers import PredictorCorrector
+from slams_jax.diffusion.score import denoising_loss
+from slams_jax.pipeline.training import TrainState, compile_steps, make_optimizer
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -160,8 +161,8 @@ def bench_sample(args, settings, score, params, shape, mesh) -> dict:
         decode = lambda z: decode_states(settings, variables, z, settings.data.state.name)
     else:
         decode = lambda x: x
-    prior = PriorModel(eps=lambda x, t: score.trajectory_eps(params, x, t), schedule=settings.sde, shape=shape,
-                       decoders={"state": decode}, scales={"state": 1.0}, output=decode, cache_key=("benchmark", id(params)))
+    prior = callable_prior(lambda x, t: score.trajectory_eps(params, x, t), shape, settings.sde,
+                           decoders={"state": decode}, scales={"state": 1.0})
     state_shape = jax.eval_shape(decode, jax.ShapeDtypeStruct(shape, jnp.float32)).shape
     op = Coarsen(args.coarsen)
     values = np.zeros(op.check(tuple(state_shape)), np.float32)

@@ -31,9 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from slams_jax import lorenz, twin  # noqa: E402
+from slams_jax.baselines import filters  # noqa: E402
+from slams_jax.twin import lorenz  # noqa: E402
+from slams_jax.twin.experiment import run_assimilations  # noqa: E402
+from slams_jax.twin.settings import TwinSettings, twin_settings_from_config  # noqa: E402
+from slams_jax.twin.training import train_twin  # noqa: E402
 
-# DAPPER's tuning of the classical methods we reimplement (see slams_jax/lorenz.py): label -> parameters.
+# DAPPER's tuning of the classical methods we reimplement (see slams_jax/baselines/filters.py): label -> parameters.
 CLASSICAL = {
     "lorenz63": {"xb": 0.1, "enkf": {"members": 100, "inflation": 1.01}},
     "lorenz96": {"xb": 0.02, "enkf": {"members": 40, "inflation": 1.06}},
@@ -42,17 +46,18 @@ CLASSICAL = {
 OURS_FOR = {"Climatology": "climatology", "OptInterp": "oi", "Var3D": "3dvar", "EnKF(PertObs": "enkf"}
 
 
-def load_config(name: str, variant: str = ""):
+def load_settings(name: str, variant: str = "") -> TwinSettings:
+    """The settings of ``configs/<name>.py`` (and its ``variant``)."""
     spec = importlib.util.spec_from_file_location(f"_twin_{name}", ROOT / "configs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return twin_settings_from_config(module.get_config(variant))
 
 
 def classical(system: str, setup: lorenz.TwinSetup, data: lorenz.TwinData, train: np.ndarray, seed: int
               ) -> dict[str, dict[str, Any]]:
     """Our climatology, OI, 3D-Var and EnKF on ``data``: ``{method: {rmse, spread, seconds}}``."""
-    mean, cov = lorenz.climatology(train)
+    mean, cov = filters.climatology(train)
     tuning = CLASSICAL[system]
     out = {}
     t0 = time.perf_counter()
@@ -60,17 +65,17 @@ def classical(system: str, setup: lorenz.TwinSetup, data: lorenz.TwinData, train
     out["climatology"] = {"rmse": lorenz.analysis_rmse(clim, data.truth, setup.burn_in),
                           "spread": float(np.sqrt(np.trace(cov) / setup.dim)), "seconds": time.perf_counter() - t0}
     t0 = time.perf_counter()
-    oi = np.asarray(lorenz.optimal_interpolation(data.obs, mean, cov, setup.obs_std))
+    oi = np.asarray(filters.optimal_interpolation(data.obs, mean, cov, setup.obs_std))
     out["oi"] = {"rmse": lorenz.analysis_rmse(oi, data.truth, setup.burn_in), "spread": float("nan"),
                  "seconds": time.perf_counter() - t0}
     t0 = time.perf_counter()
-    v = np.asarray(lorenz.var3d(setup, data.obs, cov, data.x0, xb=tuning["xb"]))
+    v = np.asarray(filters.var3d(setup, data.obs, cov, data.x0, xb=tuning["xb"]))
     out["3dvar"] = {"rmse": lorenz.analysis_rmse(v, data.truth, setup.burn_in), "spread": float("nan"),
                     "seconds": time.perf_counter() - t0}
     t0 = time.perf_counter()
     e = tuning["enkf"]
-    means, spreads = lorenz.enkf(setup, jax.random.PRNGKey(seed), data.obs, e["members"], e["inflation"],
-                                 data.x0, setup.init_std)
+    means, spreads = filters.enkf(setup, jax.random.PRNGKey(seed), data.obs, e["members"], e["inflation"],
+                                  data.x0, setup.init_std)
     out["enkf"] = {"rmse": lorenz.analysis_rmse(np.asarray(means), data.truth, setup.burn_in),
                    "spread": lorenz.time_mean_spread(np.asarray(spreads), setup.burn_in),
                    "seconds": time.perf_counter() - t0}
@@ -108,17 +113,16 @@ def run(workdir: str | Path, systems=("lorenz63", "lorenz96"), variant: str = ""
     t_start = time.perf_counter()
     tables, results = [], {}
     for system in systems:
-        config = load_config(system, variant)
+        settings = load_settings(system, variant)
         sub = workdir / system
-        model = twin.train_twin(config, sub, log=lambda s, n=system: log(f"[{n}] {s}"))
+        model = train_twin(settings, sub, log=lambda s, n=system: log(f"[{n}] {s}"))
         setup = model.setup
-        data = lorenz.twin_data(setup, jax.random.PRNGKey(int(config.twin.test_seed)))
+        data = lorenz.twin_data(setup, jax.random.PRNGKey(settings.twin.test_seed))
         train = np.load(sub / "train_states.npy")
-        ours = classical(system, setup, data, train, int(config.seed))
+        ours = classical(system, setup, data, train, settings.seed)
         for name, r in ours.items():
             log(f"[{system}] {name:12s} RMSE {r['rmse']:.3f} ({r['seconds']:.1f} s)")
-        rows = twin.run_assimilations(config, sub, model=model, log=lambda s, n=system: log(f"[{n}] {s}"),
-                                      data=data)
+        rows = run_assimilations(settings, sub, model=model, log=lambda s, n=system: log(f"[{n}] {s}"), data=data)
         results[system] = {"classical": ours, "score": rows}
         tables.append(markdown(system, setup, ours, rows))
     table = "\n\n".join(tables) + f"\n\nTotal {time.perf_counter() - t_start:.0f} s (training included).\n"

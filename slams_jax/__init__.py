@@ -2,74 +2,126 @@
 
 A functional reimplementation of Qu, Nathaniel, Li & Gentine, "Deep Generative Data Assimilation in
 Multimodal Setting" (CVPR EarthVision 2024), built on Rozet & Louppe, "Score-based Data Assimilation"
-(NeurIPS 2023). Modules, one concept each:
+(NeurIPS 2023). The subpackages, by role (dependencies point down this list, never up):
 
-- :mod:`slams_jax.schedules`: the VP diffusion schedule;
-- :mod:`slams_jax.layers`, :mod:`slams_jax.unet`, :mod:`slams_jax.autoencoder`: Flax networks;
-- :mod:`slams_jax.score`: Markov-window scores composed over trajectories, the denoising loss;
-- :mod:`slams_jax.samplers`: reverse-diffusion samplers (``lax.scan`` and diffrax);
-- :mod:`slams_jax.operators`, :mod:`slams_jax.observations`, :mod:`slams_jax.observation_files`: measurement
-  operators and observations; :mod:`slams_jax.guidance`: SDA, DPS and MMPS posterior scores;
-- :mod:`slams_jax.posterior`: ``posterior_sample`` (``posterior_sample_batch``: several windows in one
-  program); :mod:`slams_jax.assimilate`: the assimilation entry point;
-- :mod:`slams_jax.metrics`, :mod:`slams_jax.baselines`, :mod:`slams_jax.variational`: scores, classical
-  baselines (interpolation, persistence, climatology) and 3D-Var/OI with a static B;
-- :mod:`slams_jax.kolmogorov`: the embedded Kolmogorov-flow data generator;
-- :mod:`slams_jax.datasets`, :mod:`slams_jax.configuration`, :mod:`slams_jax.checkpointing`;
-- :mod:`slams_jax.train`, :mod:`slams_jax.demo`: entry points; :mod:`slams_jax.pretrained`: loading back.
+- :mod:`slams_jax.pipeline`: the runtime: typed settings from a config, models, checkpoints,
+  :func:`load_trained`, training and assimilation as library functions (behind the thin entry points
+  :mod:`slams_jax.train`, :mod:`slams_jax.assimilate`, :mod:`slams_jax.demo`, :mod:`slams_jax.prepare`);
+  :mod:`slams_jax.twin` (Lorenz twin experiments) and :mod:`slams_jax.studies` (the ablation) are its clients;
+- :mod:`slams_jax.diffusion`: VP schedules, window scores, samplers, guidance, the I/O-free posterior sampler
+  (it takes prior objects, never paths), the linear solver;
+- :mod:`slams_jax.nn`: the Flax networks; :mod:`slams_jax.observation`: measurement operators, observations,
+  observation files; :mod:`slams_jax.data`: data settings and sources; :mod:`slams_jax.baselines`: the
+  classical methods; :mod:`slams_jax.metrics`: ensemble scores and spectra;
+- :mod:`slams_jax.errors` (the :class:`Error` family), :mod:`slams_jax.coords` (coordinate names),
+  :mod:`slams_jax.parallel` (the device mesh).
+
+This module re-exports the public names, so ``slams_jax.posterior_sample`` and ``slams_jax.Coarsen`` need no
+knowledge of the layout.
 """
 
-from slams_jax.autoencoder import MultimodalAutoencoder, masked_mse
-from slams_jax.baselines import climatology_ensemble, interpolation_baseline, persistence, spatial_interpolation
-from slams_jax.guidance import DPS, MMPS, SDA, Guidance
-from slams_jax.checkpointing import CheckpointError, StageCheckpointer
-from slams_jax.configuration import (
-    AutoencoderSettings,
-    ConfigError,
-    DataSettings,
-    ModalitySettings,
-    ScoreSettings,
-    Settings,
-    TrainSettings,
-    settings_from_config,
-    settings_from_dict,
-    settings_to_dict,
-)
-from slams_jax.kolmogorov import KolmogorovConfig, make_dataset as make_kolmogorov_dataset, simulate as simulate_kolmogorov
-from slams_jax.metrics import (
-    crps_ensemble, ensemble_mean_bias, ensemble_mean_rmse, ensemble_scores, ensemble_spread,
-    isotropic_energy_spectrum, rank_histogram, spread_skill_ratio, wasserstein1, zonal_power_spectrum,
-)
-from slams_jax.observations import Observation, ObservationError, observe
-from slams_jax.posterior import SamplingError, latent_observation, posterior_sample, posterior_sample_batch
-from slams_jax.pretrained import TrainedModel, load_trained
-from slams_jax.samplers import (
-    DiffraxPredictorCorrector,
-    PredictorCorrector,
-    ProbabilityFlow,
-    ReverseSDE,
-    Sampler,
-    predictor_corrector,
-)
-from slams_jax.schedules import VPSchedule
-from slams_jax.score import MarkovScore, denoising_loss, tweedie_denoise
-from slams_jax.unet import ScoreUNet, UNet
-from slams_jax.variational import StaticCovariance, fit_static_covariance, three_dvar, three_dvar_ensemble
+from slams_jax.baselines.covariance import StaticCovariance as StaticCovariance
+from slams_jax.baselines.covariance_fit import fit_static_covariance as fit_static_covariance
+from slams_jax.baselines.interpolation import interpolation_baseline as interpolation_baseline
+from slams_jax.baselines.interpolation import spatial_interpolation as spatial_interpolation
+from slams_jax.baselines.references import climatology_ensemble as climatology_ensemble
+from slams_jax.baselines.references import persistence as persistence
+from slams_jax.baselines.variational import three_dvar as three_dvar
+from slams_jax.baselines.variational import three_dvar_ensemble as three_dvar_ensemble
+from slams_jax.data.kolmogorov import KolmogorovConfig as KolmogorovConfig
+from slams_jax.data.kolmogorov import make_dataset as make_kolmogorov_dataset
+from slams_jax.data.kolmogorov import simulate as simulate_kolmogorov
+from slams_jax.data.settings import DataSettings as DataSettings
+from slams_jax.data.settings import ModalitySettings as ModalitySettings
+from slams_jax.diffusion.guidance import DPS as DPS
+from slams_jax.diffusion.guidance import MMPS as MMPS
+from slams_jax.diffusion.guidance import SDA as SDA
+from slams_jax.diffusion.guidance import Guidance as Guidance
+from slams_jax.diffusion.posterior import SamplingOptions as SamplingOptions
+from slams_jax.diffusion.posterior import latent_observation as latent_observation
+from slams_jax.diffusion.posterior import posterior_sample as posterior_sample
+from slams_jax.diffusion.posterior import posterior_sample_batch as posterior_sample_batch
+from slams_jax.diffusion.prior import Prior as Prior
+from slams_jax.diffusion.prior import callable_prior as callable_prior
+from slams_jax.diffusion.samplers import DiffraxPredictorCorrector as DiffraxPredictorCorrector
+from slams_jax.diffusion.samplers import PredictorCorrector as PredictorCorrector
+from slams_jax.diffusion.samplers import ProbabilityFlow as ProbabilityFlow
+from slams_jax.diffusion.samplers import ReverseSDE as ReverseSDE
+from slams_jax.diffusion.samplers import Sampler as Sampler
+from slams_jax.diffusion.samplers import predictor_corrector as predictor_corrector
+from slams_jax.diffusion.schedules import VPSchedule as VPSchedule
+from slams_jax.diffusion.score import MarkovScore as MarkovScore
+from slams_jax.diffusion.score import denoising_loss as denoising_loss
+from slams_jax.diffusion.score import tweedie_denoise as tweedie_denoise
+from slams_jax.errors import CheckpointError as CheckpointError
+from slams_jax.errors import ConfigError as ConfigError
+from slams_jax.errors import DataError as DataError
+from slams_jax.errors import Error as Error
+from slams_jax.errors import MissingFileError as MissingFileError
+from slams_jax.errors import ObservationError as ObservationError
+from slams_jax.errors import SamplingError as SamplingError
+from slams_jax.metrics import crps_ensemble as crps_ensemble
+from slams_jax.metrics import ensemble_mean_bias as ensemble_mean_bias
+from slams_jax.metrics import ensemble_mean_rmse as ensemble_mean_rmse
+from slams_jax.metrics import ensemble_scores as ensemble_scores
+from slams_jax.metrics import ensemble_spread as ensemble_spread
+from slams_jax.metrics import isotropic_energy_spectrum as isotropic_energy_spectrum
+from slams_jax.metrics import rank_histogram as rank_histogram
+from slams_jax.metrics import spread_skill_ratio as spread_skill_ratio
+from slams_jax.metrics import wasserstein1 as wasserstein1
+from slams_jax.metrics import zonal_power_spectrum as zonal_power_spectrum
+from slams_jax.nn.autoencoder import MultimodalAutoencoder as MultimodalAutoencoder
+from slams_jax.nn.autoencoder import masked_mse as masked_mse
+from slams_jax.nn.unet import ScoreUNet as ScoreUNet
+from slams_jax.nn.unet import UNet as UNet
+from slams_jax.observation.observations import Observation as Observation
+from slams_jax.observation.observations import observe as observe
+from slams_jax.observation.operators import Channels as Channels
+from slams_jax.observation.operators import Coarsen as Coarsen
+from slams_jax.observation.operators import Compose as Compose
+from slams_jax.observation.operators import Identity as Identity
+from slams_jax.observation.operators import Operator as Operator
+from slams_jax.observation.operators import Points as Points
+from slams_jax.observation.operators import Saturate as Saturate
+from slams_jax.observation.operators import Stations as Stations
+from slams_jax.observation.operators import Swath as Swath
+from slams_jax.observation.operators import TimeIndex as TimeIndex
+from slams_jax.observation.operators import TimeSubsample as TimeSubsample
+from slams_jax.observation.operators import random_points as random_points
+from slams_jax.observation.operators import regular_points as regular_points
+from slams_jax.pipeline.checkpointing import StageCheckpointer as StageCheckpointer
+from slams_jax.pipeline.configuration import AutoencoderSettings as AutoencoderSettings
+from slams_jax.pipeline.configuration import ScoreSettings as ScoreSettings
+from slams_jax.pipeline.configuration import Settings as Settings
+from slams_jax.pipeline.configuration import TrainSettings as TrainSettings
+from slams_jax.pipeline.configuration import settings_from_config as settings_from_config
+from slams_jax.pipeline.configuration import settings_from_dict as settings_from_dict
+from slams_jax.pipeline.configuration import settings_to_dict as settings_to_dict
+from slams_jax.pipeline.pretrained import TrainedModel as TrainedModel
+from slams_jax.pipeline.pretrained import load_trained as load_trained
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AutoencoderSettings", "CheckpointError", "ConfigError", "DataSettings", "KolmogorovConfig",
-    "MarkovScore", "ModalitySettings", "MultimodalAutoencoder", "ScoreSettings", "ScoreUNet", "Settings",
-    "StageCheckpointer", "TrainSettings", "TrainedModel", "UNet", "VPSchedule", "denoising_loss",
-    "isotropic_energy_spectrum", "load_trained", "make_kolmogorov_dataset", "masked_mse",
-    "predictor_corrector", "settings_from_config", "settings_from_dict", "settings_to_dict",
-    "simulate_kolmogorov", "tweedie_denoise",
-    "DPS", "MMPS", "SDA", "Guidance", "Observation", "ObservationError", "observe", "posterior_sample",
-    "posterior_sample_batch",
-    "latent_observation", "SamplingError", "DiffraxPredictorCorrector", "PredictorCorrector", "ProbabilityFlow",
-    "ReverseSDE", "Sampler", "crps_ensemble", "ensemble_scores", "wasserstein1", "interpolation_baseline",
-    "ensemble_mean_bias", "ensemble_mean_rmse", "ensemble_spread", "rank_histogram", "spread_skill_ratio",
-    "zonal_power_spectrum", "climatology_ensemble", "persistence", "spatial_interpolation", "StaticCovariance",
-    "fit_static_covariance", "three_dvar", "three_dvar_ensemble",
+    # the method
+    "posterior_sample", "posterior_sample_batch", "SamplingOptions", "Prior", "callable_prior", "latent_observation",
+    "SDA", "DPS", "MMPS", "Guidance", "Sampler", "DiffraxPredictorCorrector", "PredictorCorrector", "ReverseSDE",
+    "ProbabilityFlow", "predictor_corrector", "VPSchedule", "MarkovScore", "denoising_loss", "tweedie_denoise",
+    # networks
+    "MultimodalAutoencoder", "masked_mse", "ScoreUNet", "UNet",
+    # observations
+    "Observation", "observe", "Operator", "Compose", "Identity", "TimeSubsample", "TimeIndex", "Channels", "Coarsen",
+    "Points", "Stations", "Swath", "Saturate", "random_points", "regular_points",
+    # data
+    "DataSettings", "ModalitySettings", "KolmogorovConfig", "make_kolmogorov_dataset", "simulate_kolmogorov",
+    # baselines and metrics
+    "interpolation_baseline", "spatial_interpolation", "persistence", "climatology_ensemble", "StaticCovariance",
+    "fit_static_covariance", "three_dvar", "three_dvar_ensemble", "crps_ensemble", "ensemble_mean_bias",
+    "ensemble_mean_rmse", "ensemble_scores", "ensemble_spread", "isotropic_energy_spectrum", "rank_histogram",
+    "spread_skill_ratio", "wasserstein1", "zonal_power_spectrum",
+    # the runtime
+    "Settings", "AutoencoderSettings", "ScoreSettings", "TrainSettings", "settings_from_config", "settings_from_dict",
+    "settings_to_dict", "StageCheckpointer", "TrainedModel", "load_trained",
+    # errors
+    "Error", "ConfigError", "DataError", "MissingFileError", "ObservationError", "CheckpointError", "SamplingError",
 ]

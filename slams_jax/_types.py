@@ -8,7 +8,7 @@ The first spatial axis of a 2-D grid is latitude (not periodic on the sphere), t
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import jax
 import numpy as np
@@ -24,8 +24,10 @@ Time = Float[Array, "*batch"]
 Embedding = Float[Array, "*batch features"]
 PyTree = Any
 ArrayLike = Union[jax.Array, np.ndarray]
+# A noise predictor ``(x_t, t) -> eps`` of the diffused variable; ``t`` is a scalar or one time per batch element.
+EpsFn = Callable[[Float[Array, "..."], Float[Array, "*batch"]], Float[Array, "..."]]
 
 __all__ = [
     "Array", "Bool", "Float", "Int", "PRNGKey", "Scalar", "Field", "Trajectory", "Window", "Mask",
-    "Time", "Embedding", "PyTree", "ArrayLike",
+    "Time", "Embedding", "PyTree", "ArrayLike", "EpsFn",
 ]

@@ -10,11 +10,13 @@ demo within about 10 minutes, ``--quick`` within about 2) and writes ``WORKDIR/m
   (ratio of sampled to true energy in wavenumber bands); the same for the autoencoder's reconstructions,
   which bound what the latent prior can reach;
 - ``assimilation``: a multimodal assimilation of a test window (``config.assimilation``: a coarse, noisy
-  state every 4th step and a satellite OLR swath) by :func:`slams_jax.assimilate.assimilate`, scored next
+  state every 4th step and a satellite OLR swath) by :func:`slams_jax.pipeline.assimilation.assimilate`, scored next
   to the naive interpolation baseline; its outputs are in ``WORKDIR/assimilation/``.
 """
 
 from __future__ import annotations
+
+from slams_jax.errors import MissingFileError
 
 import json
 import os
@@ -27,13 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from slams_jax import datasets
-from slams_jax.assimilate import assimilate
-from slams_jax.assimilate import format_report as format_assimilation
+from slams_jax.data import datasets
+from slams_jax.pipeline.assimilation import assimilate
+from slams_jax.pipeline.assimilation import format_report as format_assimilation
 from slams_jax.metrics import isotropic_energy_spectrum
-from slams_jax.pretrained import TrainedModel, load_trained
-from slams_jax.train import prepare_data, train_and_evaluate
-from slams_jax.configuration import settings_from_config
+from slams_jax.pipeline.configuration import parallel_settings_from_config, settings_from_config
+from slams_jax.pipeline.pretrained import TrainedModel, load_trained
+from slams_jax.pipeline.training import train_experiment
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "kolmogorov.py"
 SPECTRUM_BANDS = ((1, 4), (4, 8), (8, 16), (16, 32))
@@ -43,7 +45,7 @@ def load_config(path: str | os.PathLike = DEFAULT_CONFIG, variant: str = ""):
     """``get_config(variant)`` of a config file."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"config file {path} not found; the demo expects the repository layout (pip install -e .)"
         )
     return runpy.run_path(str(path))["get_config"](variant)
@@ -144,18 +146,21 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def run_demo(workdir: str | os.PathLike, quick: bool = False, config=None) -> dict[str, Any]:
-    """Generate data, train both stages and write ``WORKDIR/metrics.json``; returns the report."""
+    """Generate data, train both stages and write ``WORKDIR/metrics.json``; returns the report.
+
+    The data are loaded once (by the training) and the trained model once; the evaluation and the
+    assimilation take them from there.
+    """
     t0 = time.perf_counter()
     workdir = Path(workdir)
     config = load_config(variant="quick" if quick else "") if config is None else config
-    training = train_and_evaluate(config, workdir)
     settings = settings_from_config(config)
+    training, source = train_experiment(settings, parallel_settings_from_config(config), workdir)
     model = load_trained(workdir)
-    arrays, _ = prepare_data(settings, workdir)
     key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), 0xDE40)
-    report = evaluate(model, arrays["test"], key, n_samples=8 if quick else 16, steps=32 if quick else 64,
+    report = evaluate(model, source.arrays["test"], key, n_samples=8 if quick else 16, steps=32 if quick else 64,
                       corrections=1, length=settings.score.window + 3)
-    report["assimilation"] = assimilate(config, workdir)
+    report["assimilation"] = assimilate(config, workdir, model=model, source=source)
     report["training"] = training
     report["wall_s"] = time.perf_counter() - t0
     report["quick"] = quick
@@ -179,7 +184,10 @@ if __name__ == "__main__":
 
     flags.DEFINE_string("workdir", "runs/demo", "Directory for data, checkpoints and metrics.")
     flags.DEFINE_bool("quick", False, "A reduced run of about two minutes.")
+    flags.DEFINE_bool("traceback", False, "Show the whole traceback of a slams_jax error.")
     from absl import logging
 
+    from slams_jax.errors import one_line_errors
+
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    app.run(main)
+    app.run(one_line_errors(main, lambda: flags.FLAGS.traceback))

@@ -26,7 +26,7 @@ Ensemble scores
 Ensembles are ``(member, ..., channel)`` and truths ``(..., channel)``; non-finite truth values are
 missing and excluded everywhere (the members there are ignored). Every score is a mean over the valid
 points of each channel; with ``weights`` (area weights per latitude row, shape ``(lat,)``, e.g.
-:func:`slams_jax.regrid.area_weights`) it is the weighted mean
+:func:`slams_jax.data.regrid.area_weights`) it is the weighted mean
 :math:`\sum_i w_i s_i / \sum_i w_i` over the valid points, with :math:`w_i` the weight of the latitude row
 of point :math:`i` (latitude is axis ``-3`` of the truth). ``weights=None`` is the plain mean. Only the
 ratios of the weights matter; zero weights drop rows.
@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from slams_jax._types import Array, Float, Int, PRNGKey
+from slams_jax._types import Array, ArrayLike, Float, Int, PRNGKey
 
 
 def _shell_matrix(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
@@ -181,16 +181,37 @@ def ensemble_mean_bias(
 
 def ensemble_spread(
     ensemble: Float[Array, "member ... channel"],
-    truth: Float[Array, "... channel"],
+    truth: Float[Array, "... channel"] | None = None,
     weights: Float[Array, " lat"] | None = None,
-) -> Float[Array, " channel"]:
-    """Per-channel ensemble spread: square root of the mean unbiased ensemble variance (valid points).
+    *,
+    pooled: bool = False,
+) -> Float[Array, " channel"] | Float[Array, ""]:
+    """Ensemble spread: square root of the mean unbiased (``ddof=1``) ensemble variance over the valid points.
 
     For a calibrated ensemble of ``n`` members, ``spread * sqrt((n + 1) / n)`` matches the RMSE of the mean
-    (see :func:`spread_skill_ratio`). Arguments as :func:`ensemble_mean_rmse`; NaN for one member.
+    (see :func:`spread_skill_ratio`). NaN for one member.
+
+    Args:
+        ensemble: Members, ``(member, ..., lat, lon, channel)`` when weighted.
+        truth: Reference, ``(..., channel)``, whose non-finite values mark the points left out; ``None``
+            counts every point.
+        weights: Optional area weights per latitude row, ``(lat,)``.
+        pooled: Average the variance over the channels too and return one number (the spread of a state
+            vector, e.g. of a Lorenz-96 ensemble ``(member, dim)``), instead of one per channel.
+
+    Returns:
+        ``(channel,)`` spreads, or a scalar with ``pooled``.
     """
     var = jnp.var(ensemble, axis=0, ddof=1)
-    return jnp.sqrt(_valid_mean(var, _valid(truth), weights))
+    if truth is None and weights is None:
+        # nothing masked or weighted: the plain mean, whose reduction XLA fuses as the twin's filters always had it
+        return jnp.sqrt(jnp.mean(var) if pooled else jnp.mean(_per_channel(var), axis=0))
+    valid = jnp.ones(var.shape, bool) if truth is None else _valid(truth)
+    if pooled:
+        # every (point, channel) pair in one channel; merging lon and channel keeps latitude at axis -3
+        merged = var.shape[:-2] + (-1, 1) if var.ndim >= 2 else (-1, 1)
+        return jnp.sqrt(_valid_mean(var.reshape(merged), valid.reshape(merged), weights))[0]
+    return jnp.sqrt(_valid_mean(var, valid, weights))
 
 
 def spread_skill_ratio(
@@ -265,7 +286,7 @@ def rank_histogram(
     return counts.reshape(channels, m + 1)
 
 
-def wasserstein1(a: Float[Array, "n"], b: Float[Array, "m"], quantiles: int = 1000) -> Array:
+def wasserstein1(a: Float[ArrayLike, "..."], b: Float[ArrayLike, "..."], quantiles: int = 1000) -> Array:
     r"""Wasserstein-1 distance between the empirical distributions of two sets of values.
 
     :math:`W_1 = \int_0^1 |F_a^{-1}(q) - F_b^{-1}(q)|\, dq`: exact (mean absolute difference of the sorted

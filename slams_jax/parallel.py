@@ -4,13 +4,13 @@ The design card's "pmapped across accelerators", written with today's JAX (``jax
 maintenance mode and itself lowers to ``shard_map``): a :class:`~jax.sharding.Mesh` with one axis,
 ``data``, over every visible device, and ``NamedSharding`` to say what is split and what is copied.
 
-- **Training** (:mod:`slams_jax.train`): the train step is one ``jax.jit`` over the mesh. The global batch
+- **Training** (:mod:`slams_jax.pipeline.training`): the train step is one ``jax.jit`` over the mesh. The global batch
   is a ``jax.Array`` split over ``data`` (``P("data")``); parameters, EMA, optimizer state and the frozen
   encoder are replicated (``P()``). XLA's SPMD partitioner runs the step on every device on its own rows
   and inserts the all-reduces (gradients, loss and metrics, BatchNorm statistics) inside the compiled
   step. The step therefore computes what it computes on one device for the same global batch, to float
   rounding, and its random numbers do not depend on the sharding (``jax_threefry_partitionable``).
-- **Sampling** (:mod:`slams_jax.posterior`): members are independent, so the ensemble is a
+- **Sampling** (:mod:`slams_jax.diffusion.ensemble`): members are independent, so the ensemble is a
   ``jax.shard_map`` over ``data`` in which every device integrates its own members with no communication
   (the per-device program of ``pmap``). With fewer members than devices, a trained prior's score
   windows are spread over the devices instead (a sharding constraint on the window axis).
@@ -31,7 +31,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from slams_jax._types import PyTree
-from slams_jax.configuration import ParallelSettings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the settings record lives in the runtime; the mesh helpers need only its fields
+    from slams_jax.pipeline.configuration import ParallelSettings
 
 DATA = "data"
 

@@ -11,23 +11,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slams_jax.configuration import settings_from_config
+from slams_jax.errors import ConfigError
+from slams_jax.pipeline.configuration import settings_from_config
 
 
 def main(argv):
-    from slams_jax import cli, era5
+    from slams_jax.data import era5
+    from slams_jax.pipeline import cli
 
     if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {argv[1:]}")
+        raise ConfigError(f"unexpected arguments: {argv[1:]}")
     settings = settings_from_config(cli.config_from_flags())
     if settings.data.source != "era5":
-        raise ValueError(f"config.data.source={settings.data.source!r}: prepare is for the era5 source")
+        raise ConfigError(f"config.data.source={settings.data.source!r}: prepare is for the era5 source")
     out = settings.data.era5.prepared or str(Path(cli.workdir_from_flags()) / "prepared")
     path = era5.prepare(settings.data, out)
     print(f"prepared store written to {path}; train from it with --config.data.era5.prepared={path}")
 
 
 if __name__ == "__main__":
-    from slams_jax import cli
+    from slams_jax.pipeline import cli
 
     cli.run_main(main)

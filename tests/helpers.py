@@ -3,10 +3,14 @@
 import functools
 import math
 import runpy
+import types
+import typing
 from pathlib import Path
 
+import beartype
 import jax
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,3 +69,33 @@ def _params(module, *args, seed=0):
         return jnp.asarray(rng.standard_normal(leaf.shape) * scale, dtype=leaf.dtype)
 
     return jax.tree.map(fill, shapes)
+
+
+def _has_array_hint(hint) -> bool:
+    if isinstance(hint, type) and issubclass(hint, jaxtyping.AbstractArray):
+        return True
+    if isinstance(hint, (list, tuple)):  # the parameter list of a Callable[[...], ...]
+        return any(_has_array_hint(h) for h in hint)
+    return any(_has_array_hint(h) for h in typing.get_args(hint))
+
+
+def _numpy_too(hint):
+    # Float[jax.Array, dims] -> Float[jax.Array | np.ndarray, dims], inside Optional/Union too: the functions take
+    # array-likes (jnp.asarray on entry) and the indexing ones return NumPy for NumPy; shapes and dtypes still count.
+    if isinstance(hint, type) and issubclass(hint, jaxtyping.AbstractArray) and hint.array_type is jax.Array:
+        return hint.dtype[typing.Union[jax.Array, np.ndarray], hint.dim_str]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_numpy_too(h) for h in typing.get_args(hint))]
+    return hint
+
+
+def array_typechecker(fn):
+    """beartype restricted to the hints that hold a jaxtyping array type (``Float[Array, "time lat lon"]``...).
+
+    The test suite's jaxtyping import hook (conftest.py) decorates every function of slams_jax with this, so
+    shapes and dtypes are checked at every call (at trace time under ``jit``); a NumPy array passes for a JAX
+    one. The other hints are not checked: a ``Literal`` setting would raise a ``TypeError`` before the code's
+    own ``ValueError`` that names the choices (which the tests check), and ``float`` hints would refuse ints.
+    """
+    fn.__annotations__ = {k: _numpy_too(h) if _has_array_hint(h) else typing.Any for k, h in fn.__annotations__.items()}
+    return beartype.beartype(fn)

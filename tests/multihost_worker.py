@@ -38,8 +38,8 @@ def ensemble(workdir, mesh=None):
     """4 members of a posterior given a coarse observation of a zero state (the same call in the test)."""
     import jax.numpy as jnp
     from slams_jax import Observation, load_trained, posterior_sample
-    from slams_jax.operators import Coarsen, TimeSubsample
-    from slams_jax.samplers import PredictorCorrector
+    from slams_jax.observation.operators import Coarsen, TimeSubsample
+    from slams_jax.diffusion.samplers import PredictorCorrector
 
     model = load_trained(workdir)
     op = TimeSubsample(3) >> Coarsen(4)
@@ -50,7 +50,7 @@ def ensemble(workdir, mesh=None):
 
 
 def main(process_id, port, root):
-    from slams_jax.train import train_and_evaluate
+    from slams_jax.pipeline.training import train_and_evaluate
 
     results = train_and_evaluate(config(root, process_id, port), os.path.join(root, "run"))
     assert jax.process_count() == 2 and jax.device_count() == 4 and jax.local_device_count() == 2

@@ -6,6 +6,8 @@ from pathlib import Path
 import jax
 import pytest
 
+pytestmark = pytest.mark.slow  # trains and samples the benchmark model
+
 PATH = Path(__file__).resolve().parents[1] / "experiments" / "benchmark.py"
 
 

@@ -157,6 +157,29 @@ def test_rmse_and_spread_hand_computed_with_nan_truth():
     np.testing.assert_allclose(spread, [math.sqrt(2.0), math.sqrt(3.0)], rtol=1e-6)
 
 
+def test_spread_without_truth_and_pooled_over_channels():
+    ens = _random((4, 5, 3, 2), seed=14) * np.array([1.0, 3.0], np.float32)
+    var = ens.astype(np.float64).var(0, ddof=1)
+    truth = _random((5, 3, 2), seed=15)
+    truth[1, :, 1] = np.nan
+    # no truth: every point counts, as a finite truth would
+    np.testing.assert_allclose(np.asarray(ensemble_spread(jnp.asarray(ens))), np.sqrt(var.reshape(-1, 2).mean(0)),
+                               rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(ensemble_spread(jnp.asarray(ens))),
+                               np.asarray(ensemble_spread(jnp.asarray(ens), jnp.zeros((5, 3, 2)))), rtol=1e-6)
+    # pooled: one number, the root of the mean variance over every valid (point, channel) pair
+    pooled = ensemble_spread(jnp.asarray(ens), jnp.asarray(truth), pooled=True)
+    assert pooled.shape == ()
+    np.testing.assert_allclose(float(pooled), math.sqrt(var[np.isfinite(truth)].mean()), rtol=1e-5)
+    np.testing.assert_allclose(float(ensemble_spread(jnp.asarray(ens), pooled=True)), math.sqrt(var.mean()), rtol=1e-5)
+    # which is not the mean of the per-channel spreads when the channels differ
+    assert abs(float(pooled) - float(np.asarray(ensemble_spread(jnp.asarray(ens), jnp.asarray(truth))).mean())) > 0.05
+    # a state vector (member, dim): the spread of the Lorenz twin's filters
+    state = _random((10, 40), seed=16)
+    np.testing.assert_allclose(float(ensemble_spread(jnp.asarray(state), pooled=True)),
+                               math.sqrt(state.astype(np.float64).var(0, ddof=1).mean()), rtol=1e-5)
+
+
 def test_rmse_and_spread_match_numpy_over_valid_points():
     ens = _random((4, 5, 3, 2), seed=12)
     truth = _random((5, 3, 2), seed=13)

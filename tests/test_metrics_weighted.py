@@ -19,7 +19,7 @@ from slams_jax.metrics import (
     wasserstein1,
     zonal_power_spectrum,
 )
-from slams_jax.regrid import area_weights
+from slams_jax.data.regrid import area_weights
 
 # Jitted once per shape (much faster on CPU than eager op-by-op); weights are traced arguments.
 _crps = jax.jit(crps_ensemble, static_argnames="fair")
@@ -86,6 +86,20 @@ def test_weighted_rmse_bias_spread_crps_match_numpy_with_cos_latitude_weights_an
     # the weighting matters here (the unweighted scores differ), and eager agrees with jit
     assert np.all(np.abs(np.asarray(_rmse(*args)) - np.asarray(_rmse(*args, wj))) > 1e-3)
     np.testing.assert_allclose(np.asarray(ensemble_mean_rmse(*args, wj)), np.asarray(_rmse(*args, wj)), rtol=1e-6)
+
+
+def test_weighted_pooled_spread_matches_numpy():
+    ens = _random((5, 3, LAT.size, 8, 2), seed=2) * np.array([1.0, 4.0], np.float32)
+    truth = _random((3, LAT.size, 8, 2), seed=3)
+    truth[0, 2:5, :, 1] = np.nan
+    w = area_weights(LAT)
+    var = ens.astype(np.float64).var(0, ddof=1)
+    pw = np.where(np.isfinite(truth), np.broadcast_to(w.reshape(-1, 1, 1), truth.shape), 0.0)
+    want = math.sqrt((pw * np.where(np.isfinite(truth), var, 0.0)).sum() / pw.sum())
+    got = ensemble_spread(jnp.asarray(ens), jnp.asarray(truth), jnp.asarray(w), pooled=True)
+    assert got.shape == () and float(got) == pytest.approx(want, rel=1e-5)
+    unweighted = float(ensemble_spread(jnp.asarray(ens), jnp.asarray(truth), pooled=True))
+    assert abs(unweighted - want) > 1e-4  # the weights matter
 
 
 def test_bias_hand_computed():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from slams_jax import parallel
-from slams_jax.configuration import ConfigError, ParallelSettings, parallel_settings_from_config
+from slams_jax.pipeline.configuration import ConfigError, ParallelSettings, parallel_settings_from_config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -29,6 +29,8 @@ def _env(**extra):
     return env
 
 
+@pytest.mark.slow
+@pytest.mark.multidevice
 def test_multi_device_cases_pass_on_4_devices():
     """Training, batches, posterior sampling and the divisibility error on 4 CPU devices (multidevice_cases.py)."""
     proc = subprocess.run(
@@ -48,11 +50,13 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
+@pytest.mark.multidevice
 def test_two_processes_train_and_sample_as_one_device(tmp_path):
     """Two processes x 2 devices (config.parallel.distributed) = one process on 1 device, and only process 0
     writes the metrics."""
     import multihost_worker
-    from slams_jax.train import train_and_evaluate
+    from slams_jax.pipeline.training import train_and_evaluate
 
     port = _free_port()
     workers = [subprocess.Popen([sys.executable, str(HERE / "multihost_worker.py"), str(i), str(port), str(tmp_path)],

@@ -1,0 +1,1 @@
+"""Observations: differentiable measurement operators, observation records, and reading observation files."""

@@ -1,0 +1,127 @@
+"""The experiment's data, whichever its source: the one place where Kolmogorov flow and ERA5 part ways.
+
+Two sources feed the same pipeline (``config.data.source``):
+
+- ``kolmogorov`` (the embedded default): trajectories generated once and cached as netCDF
+  (:mod:`slams_jax.data.datasets`), split by trajectory, held in memory;
+- ``era5``: daily states read by date from the stores (or from the store written by
+  ``python -m slams_jax.prepare``), split by date, streamed lazily (:mod:`slams_jax.data.era5`); its
+  test split is one trajectory, the days of the test period. Its grid is geographic (latitude x longitude),
+  so losses and scores can be weighted by cell area.
+
+:func:`load_source` gives the training view of either (normalized splits, the normalization fitted on the
+training split, the grid); :func:`load_window` the assimilation view (a window of the test split in
+physical units, with its coordinates). Training, assimilation and the demo take their data from here, so a
+third source would be added in this module only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Mapping
+
+import numpy as np
+import xarray as xr
+
+from slams_jax.data import datasets
+from slams_jax.data.settings import DataSettings
+from slams_jax.errors import ConfigError
+
+
+def is_geographic(data: DataSettings) -> bool:
+    """Whether the source's grid is latitude x longitude (``era5``), so cell-area weights exist."""
+    return data.source == "era5"
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceData:
+    """The normalized splits of an experiment's data, loaded once and passed on.
+
+    Attributes:
+        data: The data settings they were loaded with.
+        arrays: ``{split: {modality: (trajectory, time, y, x, channel)}}``, normalized (in-memory arrays for
+            Kolmogorov flow, lazy or memory-mapped ones for ERA5).
+        normalization: Per-modality normalization, fitted on the training split.
+        splits: The Kolmogorov splits as xarray datasets in physical units (the assimilation's truth is cut
+            from them); ``None`` for ERA5, whose windows are read from the stores by date.
+    """
+
+    data: DataSettings
+    arrays: Mapping[str, datasets.Arrays]
+    normalization: datasets.Normalization
+    splits: Mapping[str, xr.Dataset] | None = None
+
+    @property
+    def grid(self) -> list[int]:
+        """Spatial shape ``[y, x]`` of a state."""
+        return list(self.arrays["train"][self.data.state.name].shape[2:-1])
+
+    def latitude(self) -> np.ndarray | None:
+        """Latitudes (north to south) of the grid's rows on a geographic grid, else ``None``."""
+        if not is_geographic(self.data):
+            return None
+        from slams_jax.data import era5
+
+        return era5.grid_latitude(self.data)
+
+
+def load_source(data: DataSettings, seed: int, workdir: str | os.PathLike) -> SourceData:
+    """Load (or generate), split and normalize the data; the normalization is fitted on the train split only.
+
+    Args:
+        data: The data settings.
+        seed: The experiment's seed (the Kolmogorov trajectories are generated from it).
+        workdir: Where generated data are cached (``WORKDIR/data`` unless ``data.cache_dir``).
+
+    Returns:
+        The :class:`SourceData`. ERA5: lazy arrays that read the sources (or the prepared store) by date as
+        batches are drawn; nothing is loaded whole.
+    """
+    if is_geographic(data):
+        from slams_jax.data import era5
+
+        arrays, norm = era5.training_arrays(data)
+        return SourceData(data, arrays, norm)
+    ds = datasets.load_dataset(data, seed, workdir)
+    splits = datasets.split_dataset(ds, data)
+    raw = {name: datasets.to_arrays(split, data.modalities) for name, split in splits.items()}
+    norm = datasets.fit_normalization(raw["train"])
+    arrays = {name: datasets.normalize_arrays(a, norm) for name, a in raw.items()}
+    return SourceData(data, arrays, norm, splits)
+
+
+def load_window(data: DataSettings, seed: int, workdir: str | os.PathLike, trajectory: int, start: int,
+                length: int, source: SourceData | None = None) -> xr.Dataset:
+    """States ``start .. start + length - 1`` of one test trajectory, physical units, with coordinates.
+
+    Args:
+        data, seed, workdir: As for :func:`load_source`.
+        trajectory, start, length: The window (``config.assimilation``); ERA5 has one test trajectory (0).
+        source: The data already loaded by :func:`load_source`, if any (Kolmogorov flow is then not
+            read again).
+
+    Returns:
+        The window's data variables, dims ``(time, latitude, longitude)`` (ERA5) or ``(time, y, x)``.
+    """
+    if is_geographic(data):
+        from slams_jax.data import era5
+
+        if trajectory != 0:
+            raise ConfigError(f"config.assimilation.trajectory={trajectory}: ERA5's test split is one trajectory (0)")
+        return era5.window_dataset(data, "test", start, length)
+    if source is not None and source.splits is not None:
+        test = source.splits["test"]
+    else:
+        test = datasets.split_dataset(datasets.load_dataset(data, seed, workdir), data)["test"]
+    n_traj, n_time = test.sizes["trajectory"], test.sizes["time"]
+    if not 0 <= trajectory < n_traj:
+        raise ConfigError(f"config.assimilation.trajectory={trajectory}: the test split has {n_traj} trajectories")
+    if start < 0 or start + length > n_time:
+        raise ConfigError(
+            f"config.assimilation.start={start}, length={length}: the test trajectories have {n_time} states"
+        )
+    return test.isel(trajectory=trajectory, time=slice(start, start + length))
+
+
+__all__ = ["SourceData", "is_geographic", "load_source", "load_window"]

@@ -1,0 +1,103 @@
+"""The twin's networks: a window noise predictor over flattened windows, and the state autoencoder.
+
+States of the twin are vectors ``(dim,)`` carried as ``(dim, 1)``: one spatial axis (the variables, a
+periodic ring for Lorenz-96) and one channel, so the pipeline's 1-D :class:`~slams_jax.nn.unet.ScoreUNet`
+applies with circular padding as well as the MLP here.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from slams_jax._types import Array, Float
+from slams_jax.diffusion.schedules import VPSchedule
+from slams_jax.diffusion.score import MarkovScore
+from slams_jax.errors import TwinError
+from slams_jax.nn.layers import TimeEmbedding
+from slams_jax.nn.unet import ScoreUNet
+from slams_jax.twin.settings import TwinScoreSettings
+
+
+class MLPScore(nn.Module):
+    """Noise predictor over a whole window flattened: ``Dense`` layers modulated by the time embedding.
+
+    Input ``(*batch, n, channels)`` (one spatial axis), output of the same shape.
+    """
+
+    hidden: Sequence[int] = (256, 256, 256)
+    embedding: int = 64
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "*batch n c"], t: Float[Array, "*batch"]) -> Float[Array, "*batch n c"]:
+        batch = x.shape[:-2]
+        h = x.reshape(batch + (-1,))
+        emb = TimeEmbedding(self.embedding)(jnp.broadcast_to(t, batch))
+        for width in self.hidden:
+            h = nn.silu(nn.Dense(width)(h) + nn.Dense(width)(emb))
+        return nn.Dense(x.shape[-2] * x.shape[-1])(h).reshape(x.shape)
+
+
+class TwinAutoencoder(nn.Module):
+    """Autoencoder of one state ``(*b, dim, 1)``.
+
+    ``kind="mlp"``: latent ``(latent, 1)``. ``kind="conv"``: circular 1-D convolutions, one stride-2
+    downsampling, latent ``(dim // 2, latent)`` (the periodic ring of Lorenz-96 stays a ring).
+    """
+
+    dim: int
+    kind: str = "mlp"
+    latent: int = 4
+    hidden: int = 64
+
+    def setup(self):
+        if self.kind == "mlp":
+            self.enc = [nn.Dense(self.hidden), nn.Dense(self.hidden), nn.Dense(self.latent)]
+            self.dec = [nn.Dense(self.hidden), nn.Dense(self.hidden), nn.Dense(self.dim)]
+        elif self.kind == "conv":
+            conv = lambda c, s=1: nn.Conv(c, (5,), strides=(s,), padding="CIRCULAR")
+            self.enc = [conv(self.hidden), conv(self.hidden, 2), conv(self.hidden), conv(self.latent)]
+            self.dec = [conv(self.hidden), conv(self.hidden), conv(self.hidden), conv(1)]
+        else:
+            raise TwinError(f"autoencoder kind={self.kind!r}: expected 'mlp' or 'conv'")
+
+    @staticmethod
+    def _run(layers, h, between=None):
+        for i, layer in enumerate(layers):
+            h = layer(h)
+            if between is not None and i == between:
+                h = jnp.repeat(h, 2, axis=-2)  # nearest upsampling x2 along the ring
+            if i < len(layers) - 1:
+                h = nn.silu(h)
+        return h
+
+    def encode(self, x: Float[Array, "*b dim 1"]) -> Array:
+        if self.kind == "mlp":
+            return self._run(self.enc, x[..., 0])[..., None]
+        return self._run(self.enc, x)
+
+    def decode(self, z: Array) -> Float[Array, "*b dim 1"]:
+        if self.kind == "mlp":
+            return self._run(self.dec, z[..., 0])[..., None]
+        return self._run(self.dec, z, between=0)
+
+    def __call__(self, x):
+        return self.decode(self.encode(x))
+
+
+def build_score(score: TwinScoreSettings, channels: int, schedule: VPSchedule) -> MarkovScore:
+    """The window score model of ``score`` for states ``(dim, channels)``, with the Gaussian skip of ``schedule``."""
+    net, window = score.network, score.window
+    if net.kind == "mlp":
+        module = MLPScore(hidden=net.hidden, embedding=net.embedding)
+    elif net.kind == "unet":
+        module = ScoreUNet(channels=window * channels, embedding=net.embedding, hidden_channels=net.hidden,
+                           hidden_blocks=net.blocks, kernel_size=net.kernel_size, padding_modes=("circular",))
+    else:
+        raise TwinError(f"config.score.network.kind={net.kind!r}: expected 'mlp' or 'unet'")
+    return MarkovScore(module, order=score.order, spatial=1, skip=schedule)
+
+
+__all__ = ["MLPScore", "TwinAutoencoder", "build_score"]

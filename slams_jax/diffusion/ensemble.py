@@ -69,7 +69,8 @@ def _run_rows(prior: Prior, pairs: Structure, keys: Array, data: tuple, guidance
               batch_size: int | None, mesh: Mesh | None) -> tuple[np.ndarray, np.ndarray]:
     """Integrate one trajectory per row of ``keys``; host ``(samples, finite)``.
 
-    ``batch_size`` counts the trajectories a device samples at once (memory); ``None``: all of them.
+    ``batch_size`` counts the trajectories a device vmaps at once (``jax.lax.map``); ``None`` integrates them one
+    after another.
     """
     n = keys.shape[0]
     rows = (keys, *data)

@@ -113,6 +113,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.sampling.gamma = 0.1
     config.sampling.zeta = 1.0
     config.sampling.cg_iterations = 3
+    config.sampling.cg_tolerance = 0.0
+    config.sampling.max_shift = 0.0  # the published ablation table: no trust region
     config.sampling.sampler = "pc"
     config.sampling.steps = 32  # 8 diverged at r = 4 with SDA (gamma 1e-2) on the CPU-trained priors (measured)
     config.sampling.corrections = 1

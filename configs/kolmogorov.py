@@ -123,15 +123,24 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.assimilation.length = 12
     config.assimilation.members = 8
     config.assimilation.batch_size = 0
+    # Learned priors: SDA guidance with the guidance's trust region and the lax.scan predictor-corrector at
+    # tau 0.3, measured on the demo's prior (4 members, docs/assimilation.md) against the reference's
+    # (diffrax, tau 1): RMSE u/v 0.295/0.299 vs 0.306/0.316, CRPS 0.140/0.143 vs 0.146/0.151. SDA is biased
+    # on a Gaussian posterior (its mean error 0.09-0.48 posterior std): guidance="mmps" with sampler="multistep",
+    # the library's default, is exact there but measured worse and slower on this prior.
     config.assimilation.guidance = "sda"
     config.assimilation.gamma = 1e-2
     config.assimilation.zeta = 1.0
-    config.assimilation.cg_iterations = 3
-    config.assimilation.sampler = "diffrax_pc"
+    config.assimilation.cg_iterations = 16
+    config.assimilation.cg_tolerance = 1e-2
+    config.assimilation.max_shift = 3.0
+    config.assimilation.sampler = "pc"
     config.assimilation.steps = 32
     config.assimilation.corrections = 1
-    config.assimilation.tau = 1.0
+    config.assimilation.tau = 0.3
     config.assimilation.solver = ""
+    config.assimilation.eta = 0.0
+    config.assimilation.order = 2
     config.assimilation.figures = True
     config.assimilation.divergence_bound = 100.0
     config.assimilation.observations = (
@@ -149,8 +158,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.train.steps = 200
         config.train.eval_every = 200
         config.train.checkpoint_every = 100
-        config.assimilation.members = 4
-        config.assimilation.steps = 16
+        config.assimilation.members = 4  # the full run's 32 steps: at 16 the quick prior's mean lost to the baseline
     elif variant:
         raise ValueError(f"configs/kolmogorov.py: unknown variant {variant!r}; expected '' or 'quick'")
     return config

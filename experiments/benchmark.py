@@ -6,12 +6,18 @@ prints one JSON line per device count:
 
 - ``forward_gflop_per_sample``: XLA's cost analysis of one window-score forward pass (batch 1);
 - ``train``: the real compiled train step (denoising loss, AdamW, clipping, EMA) on a global batch of
-  ``--batch`` windows split over the devices: ``compile_s``, ``step_s`` (median of ``--train-steps``
-  timed steps after a warm-up step) and ``samples_per_s``;
-- ``sample``: ``posterior_sample``'s ensemble program (``--members`` members split over the devices,
+  ``--batch`` windows split over the devices: ``compile_s`` (lowering and compiling it, explicitly),
+  ``step_s`` (median of ``--train-steps`` timed steps after a warm-up step) and ``samples_per_s``;
+- ``sample``: ``posterior_sample``'s ensemble programs (``--members`` members split over the devices,
   ``--steps`` predictor steps with ``--corrections`` Langevin corrections, SDA guidance through the decoder's
-  state head and a ``--coarsen``x block mean): ``first_call_s`` (compilation + one run), ``seconds`` (median
-  of the timed calls) and ``compile_s`` = the difference;
+  state head and a ``--coarsen``x block mean): ``first_call_s`` (tracing, compiling every program of the call
+  and one run), ``seconds`` (median of the timed calls), ``compile_s`` = the difference, ``programs`` (XLA
+  compilations in the first call) and ``seconds_per_member``. ``--members=1,8`` times every count (each
+  compiles its own programs) into ``sample_by_members`` (``{"1": {...}, "8": {...}}``); ``sample`` is the
+  first count;
+- ``compile_s``: ``{"train": ..., "sample": ...}``, the two compile times side by side;
+  ``compilation_cache``: whether JAX's persistent cache was on (then compile times are cache reads; the
+  benchmark itself never turns it on);
 - ``peak_memory_bytes`` (accelerators only), the device kind and count, and ``speedup`` relative to the
   first device count of the run.
 
@@ -22,7 +28,8 @@ run: ``--height=32 --width=64 --batch=8 --members=2 --steps=4``; ``--eager`` add
 sampling call run op by op (``jax.disable_jit``), and ``eager_over_compiled``; ``--windows=3`` adds
 ``sample.windows``: that many windows one call after another against one batched program
 (``posterior_sample_batch``). Several device counts on a CPU:
-``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+``XLA_FLAGS=--xla_force_host_platform_device_count=4``. Timings are ``time.perf_counter``; the CPU-time
+comparison with the PyTorch reference swaps it for ``time.process_time`` (``../shared/reference``).
 """
 
 from __future__ import annotations
@@ -72,7 +79,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--embedding", type=int, default=64)
     p.add_argument("--batch", type=int, default=64, help="global training batch (windows)")
     p.add_argument("--train-steps", type=int, default=5, help="timed training steps")
-    p.add_argument("--members", type=int, default=8)
+    p.add_argument("--members", type=_ints, default=(8,), help="ensemble sizes to time, e.g. 1,8")
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--corrections", type=int, default=1)
     p.add_argument("--length", type=int, default=0, help="states of the sampled trajectory (default: one window)")
@@ -150,8 +157,8 @@ def bench_train(args, settings, stage, score, params, shape, mesh) -> dict:
             "loss": float(parallel.to_host(metrics)["loss"])}
 
 
-def bench_sample(args, settings, score, params, shape, mesh) -> dict:
-    length = shape[0]
+def sampling_problem(args, settings, score, params, shape):
+    """The prior (score and decoder), the coarsened state observation and the sampler of the workload."""
     key = jax.random.PRNGKey(1)
     if args.space == "latent":
         model = build_autoencoder(settings)
@@ -167,23 +174,48 @@ def bench_sample(args, settings, score, params, shape, mesh) -> dict:
     op = Coarsen(args.coarsen)
     values = np.zeros(op.check(tuple(state_shape)), np.float32)
     obs = [Observation("state", op, values=values, std=0.1)]
-    sampler = PredictorCorrector(steps=args.steps, corrections=args.corrections)
+    return prior, obs, PredictorCorrector(steps=args.steps, corrections=args.corrections)
+
+
+_COMPILES: list[float] = []  # one entry per XLA compilation (JAX's backend-compile event)
+_LISTENING: list = []
+
+
+def _count_compiles(event: str, duration: float, **kwargs) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES.append(duration)
+
+
+def time_sampling(args, prior, obs, sampler, members: int, mesh) -> dict:
+    """First call (compiling) and the median of ``--repeats`` calls of a ``members``-member ensemble."""
 
     def run(k):
-        return jax.block_until_ready(sample_posterior_prior(k, prior, obs, args.members, SDA(), sampler, mesh=mesh))
+        return jax.block_until_ready(sample_posterior_prior(k, prior, obs, members, SDA(), sampler, mesh=mesh))
 
+    before = len(_COMPILES)
     t0 = time.perf_counter()
     run(jax.random.PRNGKey(2))
     first = time.perf_counter() - t0
+    programs = len(_COMPILES) - before
     times = []
     for r in range(args.repeats):
         t0 = time.perf_counter()
         run(jax.random.PRNGKey(3 + r))
         times.append(time.perf_counter() - t0)
     seconds = statistics.median(times)
-    out = {"first_call_s": first, "seconds": seconds, "compile_s": max(first - seconds, 0.0),
-           "members": args.members, "steps": args.steps, "corrections": args.corrections, "length": length}
+    return {"first_call_s": first, "seconds": seconds, "compile_s": max(first - seconds, 0.0),
+            "programs": programs, "members": members, "seconds_per_member": seconds / members}
+
+
+def bench_sample(args, settings, score, params, shape, mesh) -> tuple[dict, dict]:
+    """``(sample, sample_by_members)``: the first ensemble size with the options' extras, and every size."""
+    prior, obs, sampler = sampling_problem(args, settings, score, params, shape)
+    by_members = {m: time_sampling(args, prior, obs, sampler, m, mesh) for m in args.members}
+    members = args.members[0]
+    out = {**by_members[members], "steps": args.steps, "corrections": args.corrections, "length": shape[0]}
+    seconds = out["seconds"]
     if args.eager:
+        run = lambda k: jax.block_until_ready(sample_posterior_prior(k, prior, obs, members, SDA(), sampler, mesh=mesh))
         # the first op-by-op call also compiles every primitive once per shape (cached): time the second
         with jax.disable_jit():
             run(jax.random.PRNGKey(2))
@@ -193,7 +225,7 @@ def bench_sample(args, settings, score, params, shape, mesh) -> dict:
         out["eager_over_compiled"] = out["eager_s"] / seconds
     if args.windows:
         out["windows"] = bench_windows(args, prior, obs, sampler, mesh, seconds)
-    return out
+    return out, {str(m): v for m, v in by_members.items()}
 
 
 def bench_windows(args, prior, obs, sampler, mesh, one_s: float) -> dict:
@@ -203,7 +235,7 @@ def bench_windows(args, prior, obs, sampler, mesh, one_s: float) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(4), args.windows)
 
     def run():
-        x, failures = sample_posterior_problems(keys, prior, problems, args.members, SDA(), sampler, mesh=mesh)
+        x, failures = sample_posterior_problems(keys, prior, problems, args.members[0], SDA(), sampler, mesh=mesh)
         return x
 
     t0 = time.perf_counter()
@@ -227,13 +259,18 @@ def peak_memory() -> int | None:
 
 def main(argv=None) -> list[dict]:
     args = parse(argv)
+    if not args.members or min(args.members) < 1:
+        raise SystemExit(f"--members={args.members}: expected positive ensemble sizes, e.g. 1,8")
+    if not _LISTENING:  # once per process
+        jax.monitoring.register_event_duration_secs_listener(_count_compiles)
+        _LISTENING.append(_count_compiles)
     settings, stage, score, shape = build(args)
     window = jnp.zeros((1, score.window) + shape[1:], jnp.float32)
     params = jax.jit(score.init)(jax.random.PRNGKey(0), window)
     counts = args.devices or (jax.device_count(),)
     workload = {"height": args.height, "width": args.width, "space": args.space, "channels": shape[-1] * score.window,
                 "hidden": list(args.hidden), "blocks": list(args.blocks), "embedding": args.embedding,
-                "batch": args.batch, "members": args.members, "steps": args.steps, "corrections": args.corrections,
+                "batch": args.batch, "members": list(args.members), "steps": args.steps, "corrections": args.corrections,
                 "length": shape[0], "coarsen": args.coarsen, "dtype": "float32"}
     gflop = gflop_per_sample(score, params, shape)
     rows, first = [], None
@@ -245,7 +282,9 @@ def main(argv=None) -> list[dict]:
         if args.skip != "train":
             row["train"] = bench_train(args, settings, stage, score, params, shape, mesh)
         if args.skip != "sample":
-            row["sample"] = bench_sample(args, settings, score, params, shape, mesh)
+            row["sample"], row["sample_by_members"] = bench_sample(args, settings, score, params, shape, mesh)
+        row["compile_s"] = {k: row[k]["compile_s"] for k in ("train", "sample") if k in row}
+        row["compilation_cache"] = jax.config.jax_compilation_cache_dir is not None
         row["peak_memory_bytes"] = peak_memory()
         first = first or row
         row["speedup"] = {}

@@ -37,6 +37,9 @@ from slams_jax.diffusion.guidance import DPS as DPS
 from slams_jax.diffusion.guidance import MMPS as MMPS
 from slams_jax.diffusion.guidance import SDA as SDA
 from slams_jax.diffusion.guidance import Guidance as Guidance
+from slams_jax.diffusion.gaussian import GaussianProblem as GaussianProblem
+from slams_jax.diffusion.gaussian import ring_problem as ring_problem
+from slams_jax.diffusion.multistep import Multistep as Multistep
 from slams_jax.diffusion.posterior import SamplingOptions as SamplingOptions
 from slams_jax.diffusion.posterior import latent_observation as latent_observation
 from slams_jax.diffusion.posterior import posterior_sample as posterior_sample
@@ -105,8 +108,8 @@ __version__ = "0.1.0"
 __all__ = [
     # the method
     "posterior_sample", "posterior_sample_batch", "SamplingOptions", "Prior", "callable_prior", "latent_observation",
-    "SDA", "DPS", "MMPS", "Guidance", "Sampler", "DiffraxPredictorCorrector", "PredictorCorrector", "ReverseSDE",
-    "ProbabilityFlow", "predictor_corrector", "VPSchedule", "MarkovScore", "denoising_loss", "tweedie_denoise",
+    "SDA", "DPS", "MMPS", "Guidance", "Sampler", "Multistep", "DiffraxPredictorCorrector", "PredictorCorrector", "ReverseSDE",
+    "ProbabilityFlow", "predictor_corrector", "GaussianProblem", "ring_problem", "VPSchedule", "MarkovScore", "denoising_loss", "tweedie_denoise",
     # networks
     "MultimodalAutoencoder", "masked_mse", "ScoreUNet", "UNet",
     # observations

@@ -187,7 +187,9 @@ if __name__ == "__main__":
     flags.DEFINE_bool("traceback", False, "Show the whole traceback of a slams_jax error.")
     from absl import logging
 
+    from slams_jax import compilation_cache
     from slams_jax.errors import one_line_errors
 
+    compilation_cache.enable()
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     app.run(one_line_errors(main, lambda: flags.FLAGS.traceback))

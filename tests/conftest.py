@@ -21,6 +21,8 @@ import pytest  # noqa: E402
 # (pytest -m "not slow") compiles only what changed; most of a cold run's time is XLA compilation.
 # SLAMS_JAX_TEST_CACHE=<dir> moves the cache, SLAMS_JAX_TEST_CACHE= (empty) turns it off.
 _CACHE = os.environ.get("SLAMS_JAX_TEST_CACHE", str(Path.home() / ".cache" / "slams_jax" / "jax-tests"))
+# the entry points the tests start in subprocesses use the same cache (or none), not the user's
+os.environ["SLAMS_JAX_COMPILATION_CACHE"] = _CACHE
 if _CACHE:
     jax.config.update("jax_compilation_cache_dir", _CACHE)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -25,14 +25,21 @@ TINY = ["--hidden=8,8", "--blocks=1,1", "--embedding=8", "--batch=2", "--members
 
 def test_benchmark_prints_a_consistent_row(bench, capsys):
     with jax.numpy_dtype_promotion("standard"):
-        (row,) = bench.main(["--height=16", "--width=32", "--windows=2", *TINY])
+        (row,) = bench.main(["--height=16", "--width=32", "--windows=2", *TINY, "--members=1,2"])
     assert capsys.readouterr().out.count("\n") == 1  # one JSON line per device count
     assert row["devices"] == jax.device_count() and row["workload"]["channels"] == 25
     train, sample = row["train"], row["sample"]
     assert train["samples_per_s"] == pytest.approx(2 / train["step_s"])
     assert train["compile_s"] > 0 and train["step_s"] > 0 and sample["seconds"] > 0
     assert sample["first_call_s"] >= sample["seconds"] or sample["compile_s"] == 0
+    assert sample["compile_s"] == pytest.approx(max(sample["first_call_s"] - sample["seconds"], 0.0))
+    assert row["compile_s"] == {"train": train["compile_s"], "sample": sample["compile_s"]}
     assert row["speedup"] == {"train": 1.0, "sample": 1.0}
+    by = row["sample_by_members"]
+    assert list(by) == ["1", "2"] and sample["members"] == 1 and sample["seconds"] == by["1"]["seconds"]
+    for m, r in by.items():
+        assert r["members"] == int(m) and r["seconds_per_member"] == pytest.approx(r["seconds"] / int(m))
+        assert r["programs"] >= 1  # each ensemble size has its own programs (compiled, or read from a cache)
     windows = sample["windows"]
     assert windows["n"] == 2 and windows["one_by_one_s"] == pytest.approx(2 * sample["seconds"])
     assert windows["speedup"] == pytest.approx(windows["one_by_one_s"] / windows["batched_s"])

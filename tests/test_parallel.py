@@ -86,7 +86,9 @@ def test_two_processes_train_and_sample_as_one_device(tmp_path):
     # the same checkpoint sampled here on one device gives the ensemble the 4 devices of 2 processes gave
     with jax.numpy_dtype_promotion("standard"):
         single = multihost_worker.ensemble(tmp_path / "run", mesh=parallel.data_mesh(1))
-    np.testing.assert_allclose(out[0]["ensemble"], single, rtol=1e-4, atol=1e-4)
+    # float reassociation between the sharded and single-device programs (measured: 1.1e-4 on 1 of 14,336
+    # values of size up to 44)
+    np.testing.assert_allclose(out[0]["ensemble"], single, rtol=1e-4, atol=3e-4)
 
 
 def test_divisibility_error_suggests_the_nearest_valid_sizes():

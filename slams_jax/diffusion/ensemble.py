@@ -1,12 +1,19 @@
-r"""Ensembles of the diffused variable: one compiled program integrates every trajectory of a request.
+r"""Ensembles of the diffused variable: compiled programs integrate every trajectory of a request.
 
 A request is a batch of rows, each a PRNG key and that trajectory's flattened observation data
 (:mod:`slams_jax.diffusion.likelihood`); each row is integrated by the sampler with the guided noise
-predictor of its own data. The program is one module-level ``jax.jit`` whose arguments are the
-:class:`~slams_jax.diffusion.prior.Prior` (a pytree: its arrays are inputs, its modules and callables static)
-and the rows; the observation structure, guidance, sampler, ``batch_size`` and mesh are static. So a call with
-the same kind of prior and observations reuses the compiled program, with new parameters, values, keys or
-problems, without any cache of our own.
+predictor of its own data. All rows of a device run at once, ``vmap``-ed (``batch_size`` bounds how many:
+then ``jax.lax.map`` runs chunks of that many, each chunk vmapped).
+
+The steps run in chunks: a compiled program ``_advance`` takes the samplers' states (donated) and runs a
+fixed number of steps from a traced first step, so one program serves every chunk. Between chunks the host
+reads each trajectory's largest magnitude after every step: a non-finite state or one beyond the prior's
+``bound`` stops the run within a chunk of it with a :class:`~slams_jax.errors.SamplingError` naming the member
+and the step, and a progress line can be written. The programs are module-level ``jax.jit`` functions whose
+arguments are the :class:`~slams_jax.diffusion.prior.Prior` (a pytree: its arrays are inputs, its modules and
+callables static) and the rows; the observation structure, guidance, sampler, ``batch_size`` and mesh are
+static. So a call with the same kind of prior and observations reuses the compiled programs, with new
+parameters, values, keys or problems.
 
 With a mesh of several devices the rows are a ``shard_map`` over its ``data`` axis (each device integrates
 its own rows, padded to a multiple of the device count with repeated rows whose samples are dropped),
@@ -29,50 +36,81 @@ from slams_jax._types import Array, Float, PRNGKey
 from slams_jax.diffusion.guidance import Guidance, Likelihood
 from slams_jax.diffusion.likelihood import Structure, forward, likelihood_data, structure
 from slams_jax.diffusion.prior import Prior
+from slams_jax.diffusion.progress import Progress
 from slams_jax.diffusion.samplers import Sampler
 from slams_jax.errors import SamplingError
 from slams_jax.observation.observations import Observation, ObservationError
 
+#: Chunks a run of steps is cut into (at most): the divergence check and the progress report run between them.
+CHUNKS = 8
+
 
 def _program_prior(prior: Prior) -> Prior:
-    # the bound is checked on the host after sampling: the compiled programs do not depend on it
+    # the bound is checked on the host between chunks: the compiled programs do not depend on it
     return dataclasses.replace(prior, bound=None)
 
 
-@functools.partial(jax.jit, static_argnames=("pairs", "guidance", "sampler", "batch_size", "mesh"))
-def _integrate(prior: Prior, keys: Array, data: tuple, *, pairs: Structure, guidance: Guidance, sampler: Sampler,
-               batch_size: int | None, mesh: Mesh | None) -> tuple[Array, Array]:
-    """``(samples, finite)`` of one trajectory per row of ``keys`` (with its row of ``data``)."""
+def _rows(fn, mesh: Mesh | None, replicated: int, rows: int, batch_size: int | None = None):
+    """``fn`` over the leading axis of ``rows`` arguments after ``replicated`` shared ones, split over ``mesh``."""
 
-    def run(prior, keys, *data):
-        def one(row):
-            k, *d = row
-            eps = prior.eps
-            if pairs:
-                y, std, scale = d
-                eps = guidance.guide(prior.eps, prior.schedule,
-                                     Likelihood(forward=forward(prior, pairs), y=y, std=std, scale=scale))
-            return sampler.sample(k, eps, prior.shape, prior.schedule)
+    def run(*args):
+        shared, per_row = args[:replicated], args[replicated:]
+        one = lambda row: fn(*shared, *row)
+        n = jax.tree_util.tree_leaves(per_row)[0].shape[0]
+        if batch_size is None or batch_size >= n:
+            return jax.vmap(one)(per_row)  # every trajectory of the device at once
+        return jax.lax.map(one, per_row, batch_size=batch_size)  # chunks of batch_size, each vmapped
 
-        return jax.lax.map(one, (keys, *data), batch_size=batch_size)
+    if mesh is None:
+        return run
+    # trajectories are independent: no collective, so the varying-axes check has nothing to verify (and
+    # diffrax's loops carry constants it would reject)
+    return jax.shard_map(run, mesh=mesh, in_specs=(P(),) * replicated + (P(parallel.DATA),) * rows,
+                         out_specs=P(parallel.DATA), check_vma=False)
 
-    if mesh is not None:
-        # trajectories are independent: no collective, so the varying-axes check has nothing to verify (and
-        # diffrax's loops carry constants it would reject)
-        specs = (P(),) + (P(parallel.DATA),) * (1 + len(data))
-        run = jax.shard_map(run, mesh=mesh, in_specs=specs, out_specs=(P(parallel.DATA), P(parallel.DATA)),
-                            check_vma=False)
-    return run(prior, keys, *data)
+
+@functools.partial(jax.jit, static_argnames=("sampler", "shape", "mesh"))
+def _start(keys: Array, *, sampler: Sampler, shape: tuple[int, ...], mesh: Mesh | None) -> dict:
+    return _rows(lambda k: sampler.start(k, shape), mesh, 0, 1)(keys)
+
+
+@functools.partial(jax.jit, donate_argnames=("carry",),
+                   static_argnames=("pairs", "guidance", "sampler", "count", "batch_size", "mesh"))
+def _advance(prior: Prior, first: Array, carry: dict, data: tuple, *, pairs: Structure, guidance: Guidance,
+             sampler: Sampler, count: int, batch_size: int | None, mesh: Mesh | None) -> tuple[dict, Array]:
+    """Steps ``first .. first + count - 1`` of every row: ``(carry, peaks (row, count))``."""
+
+    def one(prior, first, carry, *d):
+        eps = prior.eps
+        if pairs:
+            y, std, scale = d
+            eps = guidance.guide(prior.eps, prior.schedule,
+                                 Likelihood(forward=forward(prior, pairs), y=y, std=std, scale=scale))
+        return sampler.advance(carry, eps, prior.schedule, first, count)
+
+    return _rows(one, mesh, 2, 1 + len(data), batch_size)(prior, first, carry, *data)
+
+
+def _chunk(sampler: Sampler) -> int:
+    """Steps per chunk: the largest divisor of ``steps`` that cuts them into at least :data:`CHUNKS` chunks."""
+    if not sampler.chunkable:
+        return sampler.steps
+    target = max(1, sampler.steps // CHUNKS)
+    return max(d for d in range(1, target + 1) if sampler.steps % d == 0)
+
+
+def _bad(peaks: np.ndarray, bound: float | None) -> np.ndarray:
+    return ~np.isfinite(peaks) | (peaks > bound if bound is not None else False)
 
 
 def _run_rows(prior: Prior, pairs: Structure, keys: Array, data: tuple, guidance: Guidance, sampler: Sampler,
-              batch_size: int | None, mesh: Mesh | None) -> tuple[np.ndarray, np.ndarray]:
-    """Integrate one trajectory per row of ``keys``; host ``(samples, finite)``.
+              batch_size: int | None, mesh: Mesh | None, groups: int = 1, progress: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Integrate one trajectory per row of ``keys``: host ``(samples, peaks (row, steps run))``.
 
-    ``batch_size`` counts the trajectories a device vmaps at once (``jax.lax.map``); ``None`` integrates them one
-    after another.
+    The rows form ``groups`` equal groups (problems); the run stops early once every group has a failed row.
     """
-    n = keys.shape[0]
+    n, bound = keys.shape[0], prior.bound
     rows = (keys, *data)
     prior, split = _program_prior(prior), None
     if mesh is not None and mesh.size > 1:
@@ -84,39 +122,49 @@ def _run_rows(prior: Prior, pairs: Structure, keys: Array, data: tuple, guidance
             rows = parallel.put(rows, parallel.batch_sharded(mesh))
         else:
             rows = parallel.replicate(rows, mesh)
-    x, finite = parallel.to_host(_integrate(prior, rows[0], rows[1:], pairs=pairs, guidance=guidance, sampler=sampler,
-                                            batch_size=batch_size, mesh=split))
-    return x[:n], finite[:n]
+    carry = _start(rows[0], sampler=sampler, shape=prior.shape, mesh=split)
+    count, peaks, failed = _chunk(sampler), [], np.zeros(n, bool)
+    report = Progress(sampler.steps, n) if progress else None
+    for first in range(0, sampler.steps, count):
+        carry, p = _advance(prior, jnp.asarray(first, jnp.int32), carry, rows[1:], pairs=pairs, guidance=guidance,
+                            sampler=sampler, count=count, batch_size=batch_size, mesh=split)
+        peaks.append(parallel.to_host(p)[:n])
+        failed |= _bad(peaks[-1], bound).any(axis=1)
+        if report:
+            report.update(first + count)
+        if failed.reshape(groups, -1).any(axis=1).all():
+            break
+    if report:
+        report.close(first + count)
+    return parallel.to_host(carry["x"])[:n], np.concatenate(peaks, axis=1)
 
 
-def failure(x: np.ndarray, finite: np.ndarray, sampler: Sampler, bound: float | None, what: str = "") -> str | None:
-    """Why an ensemble ``x`` (members first) failed, or ``None``: a non-finite step or a value beyond ``bound``."""
-    if not finite.all():
-        member, step = (int(i) for i in np.argwhere(~finite)[0])
-        return (
-            f"{what}member {member}: the state became NaN or infinite at step {step + 1} of {sampler!r} "
-            f"(diffusion time about t={1 - (step + 1) / max(finite.shape[1], 1):.3f}); {int((~finite.all(1)).sum())} "
-            f"of {finite.shape[0]} members affected. Check the observations' units and noise std, or use more steps."
-        )
-    flat = x.reshape(x.shape[0], -1)
-    if not np.isfinite(flat).all():
-        return f"{what}{sampler!r} returned non-finite samples"
-    if bound is not None:
-        peak = np.max(np.abs(flat), axis=1)
-        if (peak > bound).any():
-            member = int(np.argmax(peak > bound))
-            return (
-                f"{what}member {member}: the sampling diverged (largest |value| {peak[member]:.3g} of a standardized "
-                f"variable, bound {bound:g}); {int((peak > bound).sum())} of {len(peak)} members "
-                f"affected. The guided process is too stiff for {sampler!r}: use more steps, a larger SDA gamma, "
-                "MMPS guidance, or larger observation noise."
-            )
-    return None
+def failure(peaks: np.ndarray, sampler: Sampler, bound: float | None, schedule=None, what: str = "") -> str | None:
+    """Why an ensemble failed, or ``None``: the first step at which a member became non-finite or beyond ``bound``.
+
+    Args:
+        peaks: Largest magnitude of each member after each step run, ``(member, steps run)``.
+    """
+    bad = _bad(peaks, bound)
+    if not bad.any():
+        return None
+    step = int(np.argmax(bad.any(axis=0)))
+    member = int(np.argmax(bad[:, step]))
+    where = f"at step {step + 1} of {sampler!r}"
+    if schedule is not None and sampler.chunkable:
+        where += f" (diffusion time t={float(sampler.times(schedule)[step + 1]):.3f})"
+    value = peaks[member, step]
+    what_happened = ("became NaN or infinite" if not np.isfinite(value)
+                     else f"diverged (largest |value| {value:.3g}, bound {bound:g} in units of the prior's scale)")
+    return (f"{what}member {member}: the state {what_happened} {where}; {int(bad[:, :step + 1].any(1).sum())} of "
+            f"{peaks.shape[0]} members affected by then, sampling stopped. Check the observations' units and noise "
+            "std; more steps, MMPS guidance or a larger observation noise make the guided process less stiff.")
 
 
 def sample_posterior_prior(
     key: PRNGKey, prior: Prior, observations: Sequence[Observation] | None, n_samples: int,
     guidance: Guidance, sampler: Sampler, batch_size: int | None = None, mesh: Mesh | None = None,
+    progress: bool = False,
 ) -> Float[Array, "n ..."]:
     """Samples of the diffused variable, ``(n_samples, *prior.shape)``; unconditional without observations.
 
@@ -131,9 +179,9 @@ def sample_posterior_prior(
     observations = list(observations or [])
     data = likelihood_data(prior, observations) if observations else ()
     data = tuple(jnp.broadcast_to(a, (n_samples,) + a.shape) for a in data)
-    x, finite = _run_rows(prior, structure(observations), jax.random.split(key, n_samples), data, guidance,
-                          sampler, batch_size, mesh)
-    error = failure(x, finite, sampler, prior.bound)
+    x, peaks = _run_rows(prior, structure(observations), jax.random.split(key, n_samples), data, guidance,
+                         sampler, batch_size, mesh, progress=progress)
+    error = failure(peaks, sampler, prior.bound, prior.schedule)
     if error:
         raise SamplingError(error)
     return jnp.asarray(x)
@@ -142,6 +190,7 @@ def sample_posterior_prior(
 def sample_posterior_problems(
     keys: Sequence[PRNGKey] | Array, prior: Prior, problems: Sequence[Sequence[Observation]], n_samples: int,
     guidance: Guidance, sampler: Sampler, batch_size: int | None = None, mesh: Mesh | None = None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, list[str | None]]:
     """Ensembles of the diffused variable for several independent problems in one compiled program.
 
@@ -168,10 +217,12 @@ def sample_posterior_problems(
     per_problem = [likelihood_data(prior, obs) if pairs else () for obs in problems]
     data = tuple(jnp.repeat(jnp.stack(parts), n_samples, axis=0) for parts in zip(*per_problem))
     rows = jnp.concatenate([jax.random.split(k, n_samples) for k in keys])
-    x, finite = _run_rows(prior, pairs, rows, data, guidance, sampler, batch_size, mesh)
+    x, peaks = _run_rows(prior, pairs, rows, data, guidance, sampler, batch_size, mesh, groups=len(problems),
+                         progress=progress)
     x = x.reshape((len(problems), n_samples) + x.shape[1:])
-    finite = finite.reshape((len(problems), n_samples) + finite.shape[1:])
-    failures = [failure(x[p], finite[p], sampler, prior.bound, what=f"problem {p}, ") for p in range(len(problems))]
+    peaks = peaks.reshape((len(problems), n_samples) + peaks.shape[1:])
+    failures = [failure(peaks[p], sampler, prior.bound, prior.schedule, what=f"problem {p}, ")
+                for p in range(len(problems))]
     return x, failures
 
 

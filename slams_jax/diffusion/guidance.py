@@ -65,7 +65,17 @@ def _denoiser(eps_fn: EpsFn, schedule: VPSchedule, t):
     return denoise, mu, sigma
 
 
-def _gaussian_guided(eps_fn, schedule, lik: Likelihood, variance: Callable, weight: float) -> EpsFn:
+def _damped(eps: Array, correction: Array, mu, sigma, max_shift: float | None) -> Array:
+    """``eps + correction``, the correction scaled down so that the denoised estimate it moves,
+    ``-sigma / mu * correction``, moves by at most ``max_shift`` in root mean square (``None``: no limit)."""
+    if max_shift is None:
+        return eps + correction
+    shift = jnp.sqrt(jnp.mean(jnp.square(correction))) * sigma / mu
+    return eps + jnp.minimum(1.0, max_shift / jnp.maximum(shift, 1e-30)) * correction
+
+
+def _gaussian_guided(eps_fn, schedule, lik: Likelihood, variance: Callable, weight: float,
+                     max_shift: float | None) -> EpsFn:
     def eps_post(x, t):
         denoise, mu, sigma = _denoiser(eps_fn, schedule, t)
 
@@ -75,15 +85,29 @@ def _gaussian_guided(eps_fn, schedule, lik: Likelihood, variance: Callable, weig
             return -0.5 * jnp.sum(jnp.square(r) / variance(mu, sigma)), eps
 
         grad, eps = jax.grad(log_lik, has_aux=True)(x)
-        return eps - (weight * sigma) * grad
+        return _damped(eps, -(weight * sigma) * grad, mu, sigma, max_shift)
 
     return eps_post
 
 
 @dataclasses.dataclass(frozen=True)
 class Guidance(abc.ABC):
-    """Base class: ``guide(eps_fn, schedule, likelihood) -> eps_post`` for one sample."""
+    """Base class: ``guide(eps_fn, schedule, likelihood) -> eps_post`` for one sample.
 
+    Attributes:
+        max_shift: Keyword only. The largest root-mean-square change the observations may make to the
+            denoised estimate at one evaluation, in units of the prior's scale (standardized latents: 1);
+            a larger correction is scaled down to it. A true posterior moves the estimate by a few prior
+            standard deviations at most, so this only acts where the guided score is wrong (a learned
+            denoiser's Jacobian at high noise, stiff sparse observations) and would make the sampling
+            diverge. ``None``: no limit (the reference's SDA and DPS).
+    """
+
+    max_shift: float | None = dataclasses.field(default=None, kw_only=True)
+
+    def __post_init__(self):
+        if self.max_shift is not None and not self.max_shift > 0:
+            raise ValueError(f"{type(self).__name__}.max_shift={self.max_shift!r}: expected None or a positive number")
 
     @abc.abstractmethod
     def guide(self, eps_fn: EpsFn, schedule: VPSchedule, likelihood: Likelihood) -> EpsFn:
@@ -101,13 +125,14 @@ class SDA(Guidance):
     gamma: float = 1e-2
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.gamma >= 0:
             raise ValueError(f"SDA.gamma={self.gamma!r}: expected a non-negative number")
 
     def guide(self, eps_fn, schedule, likelihood):
         lik = likelihood
         var = lambda mu, sigma: jnp.square(lik.std) + self.gamma * jnp.square(lik.scale * (sigma / mu))
-        return _gaussian_guided(eps_fn, schedule, lik, var, 1.0)
+        return _gaussian_guided(eps_fn, schedule, lik, var, 1.0, self.max_shift)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,12 +146,14 @@ class DPS(Guidance):
     zeta: float = 1.0
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.zeta > 0:
             raise ValueError(f"DPS.zeta={self.zeta!r}: expected a positive number")
 
     def guide(self, eps_fn, schedule, likelihood):
         lik = likelihood
-        return _gaussian_guided(eps_fn, schedule, lik, lambda mu, sigma: jnp.square(lik.std), self.zeta)
+        return _gaussian_guided(eps_fn, schedule, lik, lambda mu, sigma: jnp.square(lik.std), self.zeta,
+                                self.max_shift)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,16 +161,24 @@ class MMPS(Guidance):
     """Moment-matching posterior sampling with Tweedie's covariance, solved by conjugate gradients.
 
     Attributes:
-        cg_iterations: Conjugate-gradient iterations per score evaluation (each costs one VJP of the
-            denoiser and one JVP and VJP of the observation model). Exact when it reaches the number of
-            distinct eigenvalues of the observation covariance; a few suffice in practice.
+        cg_iterations: Most conjugate-gradient iterations per score evaluation (each costs one VJP of the
+            denoiser and one JVP and VJP of the observation model). Exact when it
+            reaches the number of distinct eigenvalues of the observation covariance.
+        cg_tolerance: Stop earlier once the residual is this fraction of the right-hand side (0: always run
+            ``cg_iterations``); each member of an ensemble stops at its own residual.
+        max_shift: As for :class:`Guidance`; 3 by default.
     """
 
-    cg_iterations: int = 3
+    cg_iterations: int = 16
+    cg_tolerance: float = 1e-2
+    max_shift: float | None = dataclasses.field(default=3.0, kw_only=True)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.cg_iterations < 1:
             raise ValueError(f"MMPS.cg_iterations={self.cg_iterations!r}: expected at least 1")
+        if not 0.0 <= self.cg_tolerance < 1.0:
+            raise ValueError(f"MMPS.cg_tolerance={self.cg_tolerance!r}: expected a number in [0, 1)")
 
     def guide(self, eps_fn, schedule, likelihood):
         lik = likelihood
@@ -156,11 +191,11 @@ class MMPS(Guidance):
             back = lambda v: denoise_vjp(forward_vjp(v)[0])[0]  # (dA(x_hat)/dx_t)^T v
             cov_scale = jnp.square(sigma) / mu
 
-            def matvec(v):
+            def matvec(v):  # (s^2 I + A Cov[x | x_t] A^T) v with Cov = sigma^2 / mu (d x_hat / d x_t)
                 return jnp.square(lik.std) * v + cov_scale * forward_jvp(back(v))
 
-            u, _, _ = conjugate_gradient(matvec, lik.y - pred, self.cg_iterations)
-            return eps - sigma * back(u)
+            u, _, _ = conjugate_gradient(matvec, lik.y - pred, self.cg_iterations, self.cg_tolerance)
+            return _damped(eps, -sigma * back(u), mu, sigma, self.max_shift)
 
         return eps_post
 

@@ -24,9 +24,10 @@ from jax.sharding import Mesh
 
 from slams_jax._types import Array, ArrayLike, Float, PRNGKey
 from slams_jax.diffusion.ensemble import outputs, sample_posterior_prior, sample_posterior_problems
-from slams_jax.diffusion.guidance import SDA, Guidance
+from slams_jax.diffusion.guidance import MMPS, Guidance
 from slams_jax.diffusion.prior import resolve_prior
-from slams_jax.diffusion.samplers import DiffraxPredictorCorrector, Sampler
+from slams_jax.diffusion.multistep import Multistep
+from slams_jax.diffusion.samplers import Sampler
 from slams_jax.errors import SamplingError
 from slams_jax.observation.observations import Observation, ObservationError
 from slams_jax.observation.operators import Operator
@@ -37,21 +38,26 @@ class SamplingOptions:
     """How ``posterior_sample`` and ``posterior_sample_batch`` sample; any field is also their keyword.
 
     Attributes:
-        guidance: :class:`~slams_jax.diffusion.guidance.SDA` (default), ``DPS`` or ``MMPS``.
-        sampler: A :class:`~slams_jax.diffusion.samplers.Sampler`; default the diffrax predictor-corrector with
-            the reference's 64 steps, 1 Langevin correction, tau 1.
+        guidance: :class:`~slams_jax.diffusion.guidance.MMPS` (default: conjugate gradients to a 1% residual,
+            at most 16 iterations), ``SDA`` or ``DPS``.
+        sampler: A :class:`~slams_jax.diffusion.samplers.Sampler`; default
+            :class:`~slams_jax.diffusion.multistep.Multistep`, the second-order probability-flow sampler with 32
+            steps. Together they sample linear-Gaussian posteriors within the sampling error of 4096 members
+            (``experiments/gaussian_exactness.py``; docs/assimilation.md has the table).
         batch_size: Members sampled at once on each device (memory); ``None``: all.
         divergence_bound: For a trained prior, the largest plausible magnitude of a standardized latent (or
             normalized pixel) value; a member beyond it is reported as diverged. ``None`` disables the check.
         mesh: Devices to use (:func:`slams_jax.parallel.data_mesh`); ``None``: every visible device. Members
             are split over them; with fewer members than devices, a trained prior's score windows are.
+        progress: Write a progress line (steps done, trajectories, elapsed) to standard error.
     """
 
-    guidance: Guidance = SDA()
-    sampler: Sampler = DiffraxPredictorCorrector()
+    guidance: Guidance = MMPS()
+    sampler: Sampler = Multistep()
     batch_size: int | None = None
     divergence_bound: float | None = 100.0
     mesh: Mesh | None = None
+    progress: bool = False
 
     @classmethod
     def merge(cls, options: SamplingOptions | None, overrides: Mapping[str, Any], caller: str) -> SamplingOptions:
@@ -135,7 +141,8 @@ def posterior_sample(
     observations = list(observations)
     if not observations:
         raise ObservationError("posterior_sample: no observations given (use TrainedModel.sample_prior for the prior)")
-    x = sample_posterior_prior(key, prior_obj, observations, n_samples, o.guidance, o.sampler, o.batch_size, mesh)
+    x = sample_posterior_prior(key, prior_obj, observations, n_samples, o.guidance, o.sampler, o.batch_size, mesh,
+                               o.progress)
     state = outputs(prior_obj, x)
     if like is not None:
         state = to_xarray(np.asarray(state), like, prior_obj.channels)
@@ -178,7 +185,7 @@ def posterior_sample_batch(
                                     trajectories=len(problems) * n_samples, divergence_bound=o.divergence_bound,
                                     mesh=o.mesh)
     x, failures = sample_posterior_problems(keys, prior_obj, problems, n_samples, o.guidance, o.sampler,
-                                            o.batch_size, mesh)
+                                            o.batch_size, mesh, o.progress)
     bad = [f for f in failures if f]
     if bad and errors == "raise":
         raise SamplingError(bad[0])

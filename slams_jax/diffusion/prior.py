@@ -143,7 +143,8 @@ def resolve_prior(prior: Any, *, length: int | None, shape: tuple[int, ...] | No
 
     Args:
         prior: A :class:`Prior` (used as it is), a :class:`PosteriorPrior` (needs ``length``; its bound becomes
-            ``divergence_bound``) or a callable ``eps(x, t)`` (needs ``shape`` and ``schedule``; no bound).
+            ``divergence_bound``) or a callable ``eps(x, t)`` (needs ``shape`` and ``schedule``; its bound is
+            ``divergence_bound`` in units of ``x``, whose VP diffusion starts from unit noise).
         mesh: The devices; ``None``: every visible device. A model spreads its score windows over them when
             there are fewer trajectories than devices.
 
@@ -164,7 +165,7 @@ def resolve_prior(prior: Any, *, length: int | None, shape: tuple[int, ...] | No
     if callable(prior):
         if shape is None or schedule is None:
             raise ValueError("posterior_sample: a callable prior eps(x, t) needs shape= and schedule=")
-        return callable_prior(prior, shape, schedule), mesh
+        return dataclasses.replace(callable_prior(prior, shape, schedule), bound=divergence_bound), mesh
     raise TypeError(f"prior: expected a Prior, a trained model (slams_jax.load_trained) or a callable eps(x, t), "
                     f"got {type(prior)}")
 

@@ -1,32 +1,26 @@
-r"""Samplers of the reverse diffusion: a plain ``lax.scan`` and diffrax solvers, behind one interface.
+r"""Samplers of the reverse diffusion: ``lax.scan`` loops and diffrax solvers, behind one interface.
 
 Every sampler integrates from :math:`t = 1` (noise) to :math:`t = 0` (data) given a noise predictor
-``eps_fn(x, t)``, which may be a prior or a guided (posterior) one. A sampler object draws **one**
-sample: ``sampler.sample(key, eps_fn, shape, schedule) -> (x, finite)``; ensembles are ``vmap`` over keys.
-``finite[i]`` says whether the state was still finite after step ``i``, so that a caller can report where
-a sample broke down instead of returning NaN.
+``eps_fn(x, t)`` (a prior or a guided, posterior one) and draws **one** sample; ensembles are ``vmap`` over
+keys. It is a state machine over its steps (:class:`Sampler`), so a caller runs them in chunks.
 
+- :class:`~slams_jax.diffusion.multistep.Multistep`: the second-order exponential integrator (DPM-Solver++(2M),
+  its SDE variant with ``eta > 0``) on an EDM time grid; the default of :func:`slams_jax.posterior_sample`.
 - :class:`PredictorCorrector`: the SDA/SLAMS reference sampler (Rozet & Louppe, 2023) as one ``lax.scan``:
+  the predictor, the exponential integrator of the probability-flow ODE from :math:`t` to :math:`s < t` (DDIM),
+  :math:`x_s = r\, x_t + (\sigma_s - r\, \sigma_t)\, \hat\varepsilon(x_t, t)`, :math:`r = \mu_s / \mu_t`; then
+  ``corrections`` steps of unadjusted Langevin Monte Carlo at :math:`s`,
+  :math:`x \leftarrow x - \sigma_s (\delta\, \hat\varepsilon(x, s) + \sqrt{2\delta}\, z)` with
+  :math:`\delta = \tau / \overline{\hat\varepsilon^2}` (mean over the sample), :math:`z \sim N(0, I)`.
+- :class:`DiffraxPredictorCorrector`: the same algorithm as a diffrax solver, its Langevin noise drawn from a
+  ``diffrax.VirtualBrownianTree``.
+- :class:`ReverseSDE`: :math:`dx = [f x - g^2 \nabla \log p_t]\, dt + g\, d\bar W` with
+  :math:`\nabla \log p_t = -\hat\varepsilon / \sigma_t`, Euler-Maruyama or Heun (additive noise) in diffrax.
+- :class:`ProbabilityFlow`: :math:`dx = [f x - \tfrac12 g^2 \nabla \log p_t]\, dt`, fixed step or adaptive.
 
-  - predictor, the exponential integrator of the probability-flow ODE from :math:`t` to :math:`s < t`
-    (DDIM): :math:`x_s = r\, x_t + (\sigma_s - r\, \sigma_t)\, \hat\varepsilon(x_t, t)`, :math:`r = \mu_s / \mu_t`;
-  - corrector, ``corrections`` steps of unadjusted Langevin Monte Carlo at :math:`s`:
-    :math:`x \leftarrow x - \sigma_s (\delta\, \hat\varepsilon(x, s) + \sqrt{2\delta}\, z)` with
-    :math:`\delta = \tau / \overline{\hat\varepsilon^2}` (mean over the sample), :math:`z \sim N(0, I)`.
-
-- :class:`DiffraxPredictorCorrector`: the same algorithm written as a diffrax solver, its Langevin noise
-  drawn from a ``diffrax.VirtualBrownianTree``; the default of :func:`slams_jax.posterior_sample`.
-- :class:`ReverseSDE`: the reverse-time SDE :math:`dx = [f x - g^2 \nabla \log p_t]\, dt + g\, d\bar W` with
-  :math:`\nabla \log p_t = -\hat\varepsilon / \sigma_t`, solved by a diffrax SDE solver (Euler-Maruyama or
-  Heun; the noise is additive, so Itô and Stratonovich agree) on a virtual Brownian tree.
-- :class:`ProbabilityFlow`: the probability-flow ODE :math:`dx = [f x - \tfrac12 g^2 \nabla \log p_t]\, dt`,
-  fixed step or adaptive (PID controller), with any diffrax ODE solver.
-
-Both predictor-corrector samplers take their step from one function (``_pc_step``), as does
-:func:`predictor_corrector`, the batched ``lax.scan`` form used to sample a trained prior unconditionally;
-their defaults are the reference's (``STEPS``, ``CORRECTIONS``, ``TAU``: 64 steps, 1 correction, tau 1).
-
-diffrax integrates in the forward variable :math:`u = 1 - t \in [0, 1]`; ``f`` and ``g`` come from
+The predictor-corrector samplers and :func:`predictor_corrector` (the batched form used to sample a trained
+prior unconditionally) share one step (``_pc_step``) and the reference's defaults ``STEPS, CORRECTIONS, TAU``
+(64 steps, 1 correction, tau 1). diffrax integrates in :math:`u = 1 - t`; ``f`` and ``g`` come from
 :meth:`slams_jax.diffusion.schedules.VPSchedule.drift_diffusion`.
 """
 
@@ -50,8 +44,9 @@ from slams_jax.diffusion.schedules import VPSchedule
 STEPS, CORRECTIONS, TAU = 64, 1, 1.0
 
 
-def _all_finite(x: Array) -> Bool[Array, ""]:
-    return jnp.all(jnp.isfinite(x))
+def peak(x: Array) -> Float[Array, ""]:
+    """The largest ``|x|``, infinite when ``x`` holds a NaN or an infinity: what the divergence check reads."""
+    return jnp.where(jnp.all(jnp.isfinite(x)), jnp.max(jnp.abs(x)), jnp.inf)
 
 
 def _langevin(eps_fn, schedule, tau, x, s, z, axes=None):
@@ -86,22 +81,20 @@ def _pc_step(eps_fn: EpsFn, schedule: VPSchedule, tau: float, x: Array, t, s, no
     return x
 
 
-def _pc_scan(key: PRNGKey, eps_fn: EpsFn, shape: tuple[int, ...], schedule: VPSchedule, steps: int, tau: float,
-             noises: Callable[[PRNGKey], Array], draw=None, axes=None, dtype=jnp.float32):
-    """The predictor-corrector as one ``lax.scan`` from ``t = 1`` to 0: ``(x, finite after each step)``.
+def _pc_steps(eps_fn: EpsFn, schedule: VPSchedule, tau: float, x: Array, times: Array, keys: Array,
+              noises: Callable[[PRNGKey], Array], draw=None, axes=None) -> tuple[Array, Array]:
+    """Predictor-corrector steps between consecutive ``times``, step ``i`` with ``keys[i]``: ``(x, peaks)``.
 
-    ``noises(k)`` gives the rows of a step's corrections (see :func:`_pc_step`) from that step's key ``k``.
+    ``noises(k)`` gives the rows of a step's corrections (see :func:`_pc_step`) from that step's key ``k``;
+    ``peaks[i]`` is :func:`peak` of the state after step ``i``.
     """
-    key_init, key_loop = jax.random.split(key)
-    x = jax.random.normal(key_init, shape, dtype)
-    times = jnp.linspace(1.0, 0.0, steps + 1, dtype=dtype)
 
     def step(x, inputs):
         t, s, k = inputs
         x = _pc_step(eps_fn, schedule, tau, x, t, s, noises(k), draw, axes)
-        return x, _all_finite(x)
+        return x, peak(x)
 
-    return jax.lax.scan(step, x, (times[:-1], times[1:], jax.random.split(key_loop, steps)))
+    return jax.lax.scan(step, x, (times[:-1], times[1:], keys))
 
 
 def predictor_corrector(
@@ -139,29 +132,60 @@ def predictor_corrector(
     def draw(kc, x):  # one key per correction, its noise drawn inside the corrections' loop
         return jax.random.normal(kc, x.shape, x.dtype)
 
-    return _pc_scan(key, eps_fn, shape, schedule, steps, tau, lambda k: jax.random.split(k, corrections), draw,
-                    axes, dtype)[0]
+    key_init, key_loop = jax.random.split(key)
+    x = jax.random.normal(key_init, shape, dtype)
+    times = jnp.linspace(1.0, 0.0, steps + 1, dtype=dtype)
+    return _pc_steps(eps_fn, schedule, tau, x, times, jax.random.split(key_loop, steps),
+                     lambda k: jax.random.split(k, corrections), draw, axes)[0]
 
 
 @dataclasses.dataclass(frozen=True)
 class Sampler(abc.ABC):
-    """Base class: draws one sample of ``shape`` by integrating the reverse diffusion with ``steps`` steps."""
+    """Base class: draws one sample of ``shape`` by integrating the reverse diffusion with ``steps`` steps.
+
+    A sampler is a state machine over its steps, so that a caller can run them in chunks (checking for
+    divergence and reporting progress in between) with one compiled program per chunk length:
+    ``carry = start(key, shape)``, then ``advance(carry, eps_fn, schedule, first, count)`` for consecutive runs
+    of steps, then ``carry["x"]`` is the sample. :meth:`sample` runs all steps at once.
+    """
 
     steps: int = STEPS
+    #: Whether :meth:`advance` can run any run of consecutive steps (an adaptive solve runs them all at once).
+    chunkable: ClassVar[bool] = True
 
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"{type(self).__name__}.steps={self.steps}: expected at least 1")
 
-    def times(self, dtype=jnp.float32) -> Float[Array, "{self.steps}+1"]:
+    def times(self, schedule: VPSchedule, dtype=jnp.float32) -> Float[Array, "{self.steps}+1"]:
         """Diffusion times of the step boundaries, from 1 to 0."""
         return jnp.linspace(1.0, 0.0, self.steps + 1, dtype=dtype)
 
+    def start(self, key: PRNGKey, shape: tuple[int, ...], dtype=jnp.float32) -> dict:
+        """The sampler's state at ``t = 1``: ``x``, the initial noise, and ``key``, the key of the steps' noise."""
+        key_init, key_loop = jax.random.split(key)
+        return {"x": jax.random.normal(key_init, shape, dtype), "key": key_loop}
+
     @abc.abstractmethod
+    def advance(self, carry: dict, eps_fn: EpsFn, schedule: VPSchedule, first, count: int
+                ) -> tuple[dict, Float[Array, "count"]]:
+        """Run steps ``first .. first + count - 1`` (``first`` may be traced); ``(carry, peaks)``.
+
+        ``peaks[i]`` is :func:`peak` of the state after the ``i``-th step run: its largest magnitude, infinite
+        once it is not finite.
+        """
+
     def sample(
         self, key: PRNGKey, eps_fn: EpsFn, shape: tuple[int, ...], schedule: VPSchedule, dtype=jnp.float32
     ) -> tuple[Float[Array, "..."], Bool[Array, "steps"]]:
         """One sample of ``shape`` and, per step, whether the state was still finite after it."""
+        carry, peaks = self.advance(self.start(key, shape, dtype), eps_fn, schedule, 0, self.steps)
+        return carry["x"], jnp.isfinite(peaks)
+
+
+def _window(values: Array, first, count: int) -> Array:
+    """``values[first : first + count]`` for a traced ``first``."""
+    return jax.lax.dynamic_slice_in_dim(values, first, count)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,11 +206,16 @@ class _ReferenceSettings(Sampler):
 class PredictorCorrector(_ReferenceSettings):
     """The reference predictor-corrector as one ``lax.scan`` (see the module docstring)."""
 
-    def sample(self, key, eps_fn, shape, schedule, dtype=jnp.float32):
-        def noises(k):  # one draw for all the corrections of a step
-            return jax.random.normal(k, (self.corrections,) + tuple(shape), dtype)
+    def advance(self, carry, eps_fn, schedule, first, count):
+        x = carry["x"]
 
-        return _pc_scan(key, eps_fn, shape, schedule, self.steps, self.tau, noises, dtype=dtype)
+        def noises(k):  # one draw for all the corrections of a step
+            return jax.random.normal(k, (self.corrections,) + x.shape, x.dtype)
+
+        times = _window(self.times(schedule, x.dtype), first, count + 1)
+        keys = _window(jax.random.split(carry["key"], self.steps), first, count)
+        x, peaks = _pc_steps(eps_fn, schedule, self.tau, x, times, keys, noises)
+        return {**carry, "x": x}, peaks
 
 
 class _PCSolver(diffrax.AbstractItoSolver):
@@ -203,7 +232,7 @@ class _PCSolver(diffrax.AbstractItoSolver):
     term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
 
-    def order(self, terms):
+    def order(self, terms):  # of the predictor; the Langevin corrections are weak order 1
         return 1
 
     def strong_order(self, terms):
@@ -233,38 +262,47 @@ def _brownian(key, shape, steps, dtype):
                                        key=key)
 
 
-def _solve(terms, solver, y0, steps, controller=None, max_steps=None, dt0=None, args=None):
-    """Integrate ``u`` from 0 to 1; returns the final state and, per step taken, whether it was finite."""
-    grid = jnp.linspace(0.0, 1.0, steps + 1, dtype=y0.dtype)
+def _solve(terms, solver, y0, steps: int, first=0, count: int | None = None, controller=None, max_steps=None,
+           dt0=None, args=None):
+    """Integrate ``u`` over steps ``first .. first + count - 1`` of the uniform grid of ``steps`` steps on [0, 1].
+
+    Returns the final state and each step's :func:`peak` (adaptive: ``max_steps`` slots, unused ones 0).
+    """
+    count = steps if count is None else count
+    grid = _window(jnp.linspace(0.0, 1.0, steps + 1, dtype=y0.dtype), first, count + 1)
     controller = diffrax.StepTo(ts=grid) if controller is None else controller
-    max_steps = steps if max_steps is None else max_steps
+    max_steps = count if max_steps is None else max_steps
     save = diffrax.SaveAt(subs=[
         diffrax.SubSaveAt(t1=True),
-        diffrax.SubSaveAt(steps=True, fn=lambda u, y, args: _all_finite(y).astype(y.dtype)),
+        diffrax.SubSaveAt(steps=True, fn=lambda u, y, args: peak(y).astype(y.dtype)),
     ])
     sol = diffrax.diffeqsolve(
-        terms, solver, t0=0.0, t1=1.0, dt0=dt0, y0=y0, args=args, saveat=save, stepsize_controller=controller,
-        max_steps=max_steps, throw=False,
+        terms, solver, t0=grid[0], t1=grid[-1], dt0=dt0, y0=y0, args=args, saveat=save,
+        stepsize_controller=controller, max_steps=max_steps, throw=False,
     )
-    final, flags = sol.ys
-    # Slots past the last step taken are padded with inf: they count as finite. A solve that failed
-    # (e.g. an adaptive one out of steps) marks its last slot as not finite.
-    finite = jnp.where(jnp.isinf(flags), True, flags > 0.5)
-    finite = finite.at[-1].set(finite[-1] & (sol.result == diffrax.RESULTS.successful))
-    return final[0], finite
+    final, peaks = sol.ys
+    # slots past the last step taken are padded (with inf); a solve that failed (e.g. an adaptive one out of
+    # steps) marks its last step as infinite
+    taken = sol.stats["num_accepted_steps"]
+    slots = jnp.arange(peaks.shape[0])
+    peaks = jnp.where(slots < taken, peaks, 0.0)
+    failed = sol.result != diffrax.RESULTS.successful
+    peaks = jnp.where(failed & (slots == jnp.maximum(taken, 1) - 1), jnp.inf, peaks)
+    return final[0], peaks
 
 
 @dataclasses.dataclass(frozen=True)
 class DiffraxPredictorCorrector(_ReferenceSettings):
     """The reference predictor-corrector run by ``diffrax.diffeqsolve`` (Langevin noise from a Brownian tree)."""
 
-    def sample(self, key, eps_fn, shape, schedule, dtype=jnp.float32):
-        key_init, key_noise = jax.random.split(key)
-        y0 = jax.random.normal(key_init, shape, dtype)
-        noise_shape = (self.corrections,) + tuple(shape) if self.corrections else (1,)
+    def advance(self, carry, eps_fn, schedule, first, count):
+        x = carry["x"]
+        noise_shape = (self.corrections,) + x.shape if self.corrections else (1,)
         term = diffrax.ODETerm(lambda u, x, args: eps_fn(x, 1.0 - u))
         solver = _PCSolver(schedule=schedule, corrections=self.corrections, tau=self.tau)
-        return _solve(term, solver, y0, self.steps, args=_brownian(key_noise, noise_shape, self.steps, dtype))
+        x, peaks = _solve(term, solver, x, self.steps, first, count,
+                          args=_brownian(carry["key"], noise_shape, self.steps, x.dtype))
+        return {**carry, "x": x}, peaks
 
 
 def _reverse_fields(eps_fn, schedule: VPSchedule, probability_flow: bool):
@@ -301,15 +339,15 @@ class ReverseSDE(Sampler):
         if self.solver not in self.SOLVERS:
             raise ValueError(f"ReverseSDE.solver={self.solver!r}: expected one of {sorted(self.SOLVERS)}")
 
-    def sample(self, key, eps_fn, shape, schedule, dtype=jnp.float32):
-        key_init, key_noise = jax.random.split(key)
-        y0 = jax.random.normal(key_init, shape, dtype)
+    def advance(self, carry, eps_fn, schedule, first, count):
+        x = carry["x"]
         drift, diffusion = _reverse_fields(eps_fn, schedule, probability_flow=False)
         terms = diffrax.MultiTerm(
             diffrax.ODETerm(drift),
-            diffrax.ControlTerm(diffusion, _brownian(key_noise, tuple(shape), self.steps, dtype)),
+            diffrax.ControlTerm(diffusion, _brownian(carry["key"], x.shape, self.steps, x.dtype)),
         )
-        return _solve(terms, self.SOLVERS[self.solver](), y0, self.steps)
+        x, peaks = _solve(terms, self.SOLVERS[self.solver](), x, self.steps, first, count)
+        return {**carry, "x": x}, peaks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,14 +376,22 @@ class ProbabilityFlow(Sampler):
         if self.adaptive and self.solver == "euler":
             raise ValueError("ProbabilityFlow: an adaptive solve needs an embedded error estimate; use heun or tsit5")
 
-    def sample(self, key, eps_fn, shape, schedule, dtype=jnp.float32):
-        y0 = jax.random.normal(key, shape, dtype)
+    @property
+    def chunkable(self) -> bool:
+        return not self.adaptive
+
+    def start(self, key, shape, dtype=jnp.float32):
+        return {"x": jax.random.normal(key, shape, dtype)}  # deterministic: no noise key
+
+    def advance(self, carry, eps_fn, schedule, first, count):
         drift, _ = _reverse_fields(eps_fn, schedule, probability_flow=True)
+        solver, term = self.SOLVERS[self.solver](), diffrax.ODETerm(drift)
         if self.adaptive:
-            return _solve(diffrax.ODETerm(drift), self.SOLVERS[self.solver](), y0, self.steps,
-                          controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
-                          max_steps=self.max_steps, dt0=1.0 / self.steps)
-        return _solve(diffrax.ODETerm(drift), self.SOLVERS[self.solver](), y0, self.steps)
+            x, peaks = _solve(term, solver, carry["x"], self.steps, controller=diffrax.PIDController(
+                rtol=self.rtol, atol=self.atol), max_steps=self.max_steps, dt0=1.0 / self.steps)
+        else:
+            x, peaks = _solve(term, solver, carry["x"], self.steps, first, count)
+        return {"x": x}, peaks
 
 
 __all__ = [

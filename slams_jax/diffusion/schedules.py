@@ -62,6 +62,15 @@ class VPSchedule:
             return 1.0 - (1.0 - self.eta) * t
         return jnp.exp(math.log(self.eta) * t**2)
 
+    def time(self, mu: Float[Array, "*batch"] | float) -> Float[Array, "*batch"]:
+        """The inverse of :meth:`mu`: the time ``t in [0, 1]`` whose signal scale is ``mu in [eta, 1]``."""
+        mu = jnp.clip(jnp.asarray(mu), self.eta, 1.0)
+        if self.alpha == "cos":
+            return jnp.arccos(jnp.sqrt(mu)) / math.acos(math.sqrt(self.eta))
+        if self.alpha == "lin":
+            return (1.0 - mu) / (1.0 - self.eta)
+        return jnp.sqrt(jnp.log(mu) / math.log(self.eta))
+
     def sigma(self, t: Float[Array, "*batch"] | float) -> Float[Array, "*batch"]:
         """Noise scale ``sigma(t) = sqrt(1 - alpha(t)^2 + eta^2)``."""
         return jnp.sqrt(1.0 - self.mu(t) ** 2 + self.eta**2)

@@ -2,9 +2,8 @@
 
 Padding
 -------
-Convolutions here never rely on ``nn.Conv``'s implicit zero padding: every spatial axis is padded explicitly
-with :func:`pad_spatial` and the convolution itself is ``VALID``. This makes the boundary condition of each
-axis a model choice, which matters on the sphere:
+Convolutions here never rely on ``nn.Conv``'s implicit zero padding alone: every spatial axis has its own
+boundary condition, a model choice, which matters on the sphere:
 
 * longitude is periodic -> ``"circular"``;
 * latitude is not; ``"zeros"``, ``"edge"`` or ``"reflect"`` keep the poles apart, and ``"pole"`` continues the
@@ -20,6 +19,11 @@ A kernel of size ``k`` is padded by ``(k - 1) // 2`` before and ``k // 2`` after
 keeps the grid size and a stride-2 convolution maps ``n`` points to ``ceil(n / 2)`` with output ``i``
 centred on input ``2 i`` (as PyTorch's ``Conv(padding=k // 2)`` for odd ``k``).
 
+Every boundary condition but ``"zeros"`` maps each padded point to one grid point, so :func:`pad_spatial` is
+a single gather with an index computed once in numpy (one op forward, one scatter-add backward, where chains
+of slices, flips, rolls and concatenates cost hundreds of ops per network and slow its compilation); in
+:class:`Conv` the ``"zeros"`` axes are padded by the convolution itself.
+
 Time embedding
 --------------
 Following SDA (Rozet & Louppe, 2023, ``sda/nn.py``), a diffusion time ``t in [0, 1]`` is embedded by the
@@ -29,19 +33,22 @@ MLP ``Dense(hidden) -> SiLU -> Dense(features)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Literal, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 from slams_jax._types import Array, Embedding, Float, Time
 
 PaddingMode = Literal["circular", "zeros", "edge", "reflect", "pole"]
 
-_JNP_PAD_MODES = {"circular": "wrap", "zeros": "constant", "edge": "edge", "reflect": "reflect"}
-_VALID_MODES = (*_JNP_PAD_MODES, "pole")
+_NP_PAD_MODES = {"circular": "wrap", "edge": "edge", "reflect": "reflect"}
+_VALID_MODES = ("circular", "zeros", "edge", "reflect", "pole")
 
 _ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "silu": nn.silu,
@@ -59,47 +66,38 @@ def activation_fn(name: str) -> Callable[[Array], Array]:
         raise ValueError(f"unknown activation {name!r}; expected one of {sorted(_ACTIVATIONS)}") from None
 
 
-def _pad_pole(x: Float[Array, "*batch lat lon channel"], before: int, after: int) -> Array:
-    lat, lon = x.shape[-3], x.shape[-2]
-    if lon % 2:
-        raise ValueError(
-            f"'pole' padding needs an even number of longitudes (to shift by half of them); got {lon} "
-            f"(input shape {x.shape})"
-        )
-    if before > lat or after > lat:
-        raise ValueError(
-            f"'pole' padding of ({before}, {after}) rows exceeds the {lat} latitude rows of shape {x.shape}"
-        )
-    # Reversed rows rotated by 180 degrees of longitude: reversed[i] is row lat-1-i seen across a pole.
-    across = jnp.roll(jnp.flip(x, axis=-3), lon // 2, axis=-2)
-    north = across[..., lat - before :, :, :]
-    south = across[..., :after, :, :]
-    return jnp.concatenate([north, x, south], axis=-3)
+def _source_index(size: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """Grid index each padded position of one axis copies (-1: a zero); ``"pole"`` rows before the roll."""
+    if mode == "pole":
+        rows = np.arange(-lo, size + hi)
+        return np.where(rows < 0, -rows - 1, np.where(rows >= size, 2 * size - 1 - rows, rows))
+    if mode == "zeros":
+        return np.pad(np.arange(size), (lo, hi), constant_values=-1)
+    return np.pad(np.arange(size), (lo, hi), mode=_NP_PAD_MODES[mode])  # jnp.pad's arithmetic is numpy's
 
 
-def pad_spatial(
-    x: Float[Array, "*batch *spatial channel"],
-    pads: Sequence[tuple[int, int]],
-    modes: Sequence[PaddingMode],
-) -> Float[Array, "*batch *padded channel"]:
-    """Pad each spatial axis of a channels-last array with its own boundary condition.
+@functools.lru_cache(maxsize=None)
+def _padding_index(sizes: tuple[int, ...], pads: tuple[tuple[int, int], ...], modes: tuple[str, ...]) -> np.ndarray:
+    """Flat grid index of every padded point, row-major; ``prod(sizes)`` (out of bounds) marks a zero."""
+    grids = np.meshgrid(*(_source_index(n, lo, hi, m) for n, (lo, hi), m in zip(sizes, pads, modes)), indexing="ij")
+    if modes[0] == "pole":  # rows beyond a pole are seen half way round: shift their longitudes by W / 2
+        lat, lon = grids
+        rows = np.arange(-pads[0][0], sizes[0] + pads[0][1])[:, None]
+        crossed = ((rows < 0) | (rows >= sizes[0])) & (lon >= 0)
+        grids = [lat, np.where(crossed, (lon + sizes[1] // 2) % sizes[1], lon)]
+    zero = np.any([g < 0 for g in grids], axis=0)
+    flat = np.ravel_multi_index([np.maximum(g, 0) for g in grids], sizes)
+    index = np.where(zero, math.prod(sizes), flat).astype(np.int32).reshape(-1)
+    index.flags.writeable = False
+    return index
 
-    Args:
-        x: ``(*batch, *spatial, channel)``; the spatial axes are the ``len(modes)`` axes before the last.
-        pads: ``(before, after)`` widths, one pair per spatial axis.
-        modes: one :data:`PaddingMode` per spatial axis (e.g. ``("edge", "circular")`` for (lat, lon)).
-            ``"pole"`` is only valid for the latitude axis of a 2-D grid with an even number of longitudes.
 
-    Returns:
-        ``(*batch, *padded, channel)`` with ``padded[i] = spatial[i] + before_i + after_i``.
-    """
-    modes = tuple(modes)
-    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+def _check_padding(shape: tuple[int, ...], pads: tuple[tuple[int, int], ...], modes: tuple[str, ...]) -> None:
     n = len(modes)
     if len(pads) != n:
         raise ValueError(f"got {len(pads)} padding widths for {n} padding modes {modes}")
-    if x.ndim < n + 1:
-        raise ValueError(f"input of shape {x.shape} has fewer than {n} spatial axes plus a channel axis")
+    if len(shape) < n + 1:
+        raise ValueError(f"input of shape {shape} has fewer than {n} spatial axes plus a channel axis")
     for i, (mode, (lo, hi)) in enumerate(zip(modes, pads)):
         if mode not in _VALID_MODES:
             raise ValueError(f"unknown padding mode {mode!r} for spatial axis {i}; expected one of {_VALID_MODES}")
@@ -110,19 +108,48 @@ def pad_spatial(
                 f"'pole' padding is only defined for the latitude axis (first of two spatial axes); "
                 f"got it for spatial axis {i} of modes {modes}"
             )
-    # Latitude first: pole padding rolls whole rows, and the circular longitude padding applied afterwards
-    # then fills the corners consistently.
-    for i, (mode, (lo, hi)) in enumerate(zip(modes, pads)):
-        if lo == 0 and hi == 0:
-            continue
-        axis = x.ndim - 1 - n + i
-        if mode == "pole":
-            x = _pad_pole(x, lo, hi)
-        else:
-            widths = [(0, 0)] * x.ndim
-            widths[axis] = (lo, hi)
-            x = jnp.pad(x, widths, mode=_JNP_PAD_MODES[mode])
-    return x
+    if modes and modes[0] == "pole" and any(pads[0]):
+        lat, lon = shape[-3], shape[-2]
+        if lon % 2:
+            raise ValueError(
+                f"'pole' padding needs an even number of longitudes (to shift by half of them); got {lon} "
+                f"(input shape {shape})"
+            )
+        if max(pads[0]) > lat:
+            raise ValueError(f"'pole' padding of {pads[0]} rows exceeds the {lat} latitude rows of shape {shape}")
+
+
+def pad_spatial(
+    x: Float[Array, "*batch *spatial channel"],
+    pads: Sequence[tuple[int, int]],
+    modes: Sequence[PaddingMode],
+) -> Float[Array, "*batch *padded channel"]:
+    """Pad each spatial axis of a channels-last array with its own boundary condition (one gather).
+
+    Args:
+        x: ``(*batch, *spatial, channel)``; the spatial axes are the ``len(modes)`` axes before the last.
+        pads: ``(before, after)`` widths, one pair per spatial axis.
+        modes: one :data:`PaddingMode` per spatial axis (e.g. ``("edge", "circular")`` for (lat, lon)).
+            ``"pole"`` is only valid for the latitude axis of a 2-D grid with an even number of longitudes;
+            its padded rows are rolled as whole rows, so the longitude padding fills the corners from them.
+
+    Returns:
+        ``(*batch, *padded, channel)`` with ``padded[i] = spatial[i] + before_i + after_i``.
+    """
+    modes = tuple(modes)
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    _check_padding(x.shape, pads, modes)
+    n = len(modes)
+    if not any(lo or hi for lo, hi in pads):
+        return x
+    if all(m == "zeros" for m, p in zip(modes, pads) if any(p)):
+        return jnp.pad(x, [(0, 0)] * (x.ndim - 1 - n) + list(pads) + [(0, 0)])
+    lead, sizes = x.shape[: x.ndim - 1 - n], x.shape[x.ndim - 1 - n : -1]
+    index = _padding_index(sizes, pads, modes)
+    zeros = "zeros" in (m for m, p in zip(modes, pads) if any(p))
+    y = jnp.take(x.reshape(lead + (-1, x.shape[-1])), index, axis=-2,
+                 mode="fill" if zeros else "clip", fill_value=0 if zeros else None)
+    return y.reshape(lead + tuple(s + lo + hi for s, (lo, hi) in zip(sizes, pads)) + x.shape[-1:])
 
 
 def _as_tuple(value: int | Sequence[int], n: int, what: str) -> tuple[int, ...]:
@@ -153,20 +180,72 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Float[Array, "*batch *spatial c_in"]) -> Float[Array, "*batch *out c_out"]:
-        n = len(self.padding_modes)
+        modes = tuple(self.padding_modes)
+        n = len(modes)
         kernel = _as_tuple(self.kernel_size, n, "kernel_size")
         strides = _as_tuple(self.strides, n, "strides")
-        x = pad_spatial(x, [((k - 1) // 2, k // 2) for k in kernel], self.padding_modes)
-        if _cpu_valid_workaround() and all(s == 1 for s in strides):
-            # XLA:CPU (YNNPACK) runs unpadded stride-1 convolutions ~2.5x slower than padded ones; one extra
-            # zero row/column in front (whose outputs are cropped) selects the fast kernel, same values.
-            y = nn.Conv(self.features, kernel, padding=((1, 0),) * n, use_bias=self.use_bias)(x)
-            return y[(Ellipsis, *([slice(1, None)] * n), slice(None))]
-        return nn.Conv(self.features, kernel, strides=strides, padding="VALID", use_bias=self.use_bias)(x)
+        pads = tuple(((k - 1) // 2, k // 2) for k in kernel)
+        # "zeros" axes are padded by the convolution itself; the others by one gather
+        x = pad_spatial(x, [(0, 0) if m == "zeros" else p for m, p in zip(modes, pads)], modes)
+        implicit = [p if m == "zeros" else (0, 0) for m, p in zip(modes, pads)]
+        crop = _cpu_valid_workaround() and all(s == 1 for s in strides) and not any(map(any, implicit))
+        if crop:
+            # XLA:CPU (YNNPACK) runs unpadded stride-1 convolutions 15-20% slower than padded ones (measured on
+            # the U-Net, forward and training step); one zero row/column in front, whose outputs are cropped,
+            # selects the fast kernel, same values.
+            implicit = [(1, 0)] * n
+        y = nn.Conv(self.features, kernel, strides=strides, padding=implicit, use_bias=self.use_bias,
+                    conv_general_dilated=conv_general_dilated if _cpu() else None)(x)
+        return y[(Ellipsis, *([slice(1, None)] * n), slice(None))] if crop else y
+
+
+def _cpu() -> bool:
+    return jax.default_backend() == "cpu"
 
 
 def _cpu_valid_workaround() -> bool:
-    return jax.default_backend() == "cpu"
+    return _cpu()
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _convolve(x: Array, kernel: Array, options: tuple) -> Array:
+    return jax.lax.conv_general_dilated(x, kernel, **dict(options))
+
+
+@functools.partial(_convolve.defjvp, symbolic_zeros=True)
+def _convolve_jvp(options, primals, tangents):
+    (x, kernel), (dx, dkernel) = primals, tangents
+    kw = dict(options)
+    y = jax.lax.conv_general_dilated(x, kernel, **kw)
+    terms = []
+    if not isinstance(dx, SymbolicZero):
+        # The same map, spelled with the kernel's feature axes exchanged: JAX transposes a convolution by
+        # exchanging them, so the input gradient comes out in the (spatial, in, out) layout again.
+        dn = kw["dimension_numbers"]
+        out, inp, *spatial = dn.rhs_spec
+        swapped = dn._replace(rhs_spec=(inp, out, *spatial))
+        terms.append(jax.lax.conv_general_dilated(dx, jnp.swapaxes(kernel, out, inp), **{**kw, "dimension_numbers": swapped}))
+    if not isinstance(dkernel, SymbolicZero):
+        terms.append(jax.lax.conv_general_dilated(x, dkernel, **kw))
+    return y, (sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y))
+
+
+def conv_general_dilated(lhs: Array, rhs: Array, window_strides, padding, *, dimension_numbers, **options) -> Array:
+    """``jax.lax.conv_general_dilated`` (same values) whose input gradient XLA:CPU runs fast inside loops.
+
+    JAX transposes a convolution (its input gradient, which guided sampling takes at every step) by exchanging
+    the kernel's input and output feature axes. XLA:CPU rewrites convolutions into the layout of its fast
+    kernels only in a program's top-level computation, so inside a ``while`` loop (every sampler) that
+    gradient ran a naive loop, ~25x slower: 93% of a sampling call. Here the derivative is the same map spelled
+    so that its transpose comes out in the fast layout; the forward tangent (``jax.jvp`` inside a loop, e.g.
+    MMPS's linearized decoder) takes the exchanged layout instead. The kernel gradient is JAX's own.
+    """
+    dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    padding = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    static = (("window_strides", tuple(window_strides)), ("padding", padding), ("dimension_numbers", dn),
+              *sorted(options.items()))
+    return _convolve(lhs, rhs, static)
 
 
 def time_features(t: Time, frequencies: int) -> Float[Array, "*batch 2*{frequencies}"]:
@@ -201,3 +280,4 @@ class TimeEmbedding(nn.Module):
 
 
 __all__ = ["PaddingMode", "pad_spatial", "Conv", "TimeEmbedding", "time_features", "activation_fn"]
+

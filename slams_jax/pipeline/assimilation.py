@@ -66,7 +66,7 @@ def sample_posterior(key, a: AssimilationSettings, model: TrainedModel, observat
     analysis, latent = posterior_sample(
         key, model, observations, n_samples=a.members, length=a.length, space=a.space, guidance=guidance,
         sampler=sampler, batch_size=a.batch_size or None, return_latent=True,
-        divergence_bound=a.divergence_bound or None, mesh=mesh,
+        divergence_bound=a.divergence_bound or None, mesh=mesh, progress=True,
     )
     return np.asarray(analysis), latent, time.perf_counter() - t0
 

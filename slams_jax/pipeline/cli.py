@@ -87,8 +87,14 @@ def _parse(argv: list[str]) -> list[str]:
 
 
 def run_main(main) -> None:
-    """``absl.app.run`` with clear messages for bad ``--config.<key>`` overrides and for slams_jax errors."""
+    """``absl.app.run`` with clear messages for bad ``--config.<key>`` overrides and for slams_jax errors.
+
+    Turns on the persistent compilation cache first (:mod:`slams_jax.compilation_cache`).
+    """
     from absl import logging
 
+    from slams_jax import compilation_cache
+
+    compilation_cache.enable()
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     app.run(one_line_errors(main, lambda: _TRACEBACK.value), flags_parser=_parse)

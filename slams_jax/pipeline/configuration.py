@@ -17,7 +17,8 @@ import types
 from typing import Any, Literal, Mapping, Sequence
 
 from slams_jax.data.settings import AuxSourceSettings, DataSettings, Era5Settings, ModalitySettings, to_plain
-from slams_jax.diffusion.samplers import CORRECTIONS, STEPS, TAU
+from slams_jax.diffusion.multistep import STEPS as MULTISTEP_STEPS
+from slams_jax.diffusion.samplers import CORRECTIONS, TAU
 from slams_jax.diffusion.schedules import VPSchedule
 from slams_jax.errors import ConfigError
 from slams_jax.pipeline.builder import as_mapping, build_settings, convert
@@ -198,21 +199,27 @@ class SamplingSettings:
     Shared by ``config.assimilation`` of every experiment (the main pipeline, the twins, the ablation).
 
     Attributes:
-        guidance: ``sda``, ``dps`` or ``mmps``; ``gamma``, ``zeta``, ``cg_iterations`` are their settings.
-        sampler: ``diffrax_pc`` (default), ``pc`` (plain ``lax.scan``), ``sde`` (reverse SDE) or ``ode``
-            (probability flow); ``steps``, ``corrections``, ``tau``, ``solver`` are their settings
+        guidance: ``sda``, ``dps`` or ``mmps``; ``gamma``, ``zeta``, ``cg_iterations``, ``cg_tolerance`` are
+            their settings, ``max_shift`` the trust region of all three (0: none).
+        sampler: ``multistep`` (default: the second-order sampler, ``eta``, ``order``), ``diffrax_pc`` and ``pc``
+            (the reference predictor-corrector, ``corrections``, ``tau``), ``sde`` (reverse SDE) or ``ode``
+            (probability flow, ``solver``); ``steps`` is the step count of all
             (``solver``: ``euler``/``heun`` for sde, ``euler``/``heun``/``tsit5`` for ode; empty for the default).
     """
 
-    guidance: Literal["sda", "dps", "mmps"] = "sda"
+    guidance: Literal["sda", "dps", "mmps"] = "mmps"
     gamma: float = 1e-2
     zeta: float = 1.0
-    cg_iterations: int = 3
-    sampler: Literal["diffrax_pc", "pc", "sde", "ode"] = "diffrax_pc"
-    steps: int = STEPS
+    cg_iterations: int = 16
+    cg_tolerance: float = 1e-2
+    max_shift: float = 3.0
+    sampler: Literal["multistep", "diffrax_pc", "pc", "sde", "ode"] = "multistep"
+    steps: int = MULTISTEP_STEPS
     corrections: int = CORRECTIONS
     tau: float = TAU
     solver: str = ""
+    eta: float = 0.0
+    order: int = 2
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,20 +14,24 @@ theirs here, from any settings record with those fields.
 from __future__ import annotations
 
 from slams_jax.diffusion.guidance import DPS, MMPS, SDA, Guidance
+from slams_jax.diffusion.multistep import Multistep
 from slams_jax.diffusion.samplers import DiffraxPredictorCorrector, PredictorCorrector, ProbabilityFlow, ReverseSDE, Sampler
 
 
 def make_guidance(a) -> Guidance:
     """The guidance method named by ``a.guidance`` (``a``: e.g. an ``AssimilationSettings``)."""
+    limit = {"max_shift": a.max_shift or None}
     if a.guidance == "sda":
-        return SDA(gamma=a.gamma)
+        return SDA(gamma=a.gamma, **limit)
     if a.guidance == "dps":
-        return DPS(zeta=a.zeta)
-    return MMPS(cg_iterations=a.cg_iterations)
+        return DPS(zeta=a.zeta, **limit)
+    return MMPS(cg_iterations=a.cg_iterations, cg_tolerance=a.cg_tolerance, **limit)
 
 
 def make_sampler(a) -> Sampler:
     """The sampler named by ``a.sampler`` (``a``: e.g. an ``AssimilationSettings``)."""
+    if a.sampler == "multistep":
+        return Multistep(steps=a.steps, eta=a.eta, order=a.order)
     if a.sampler == "diffrax_pc":
         return DiffraxPredictorCorrector(steps=a.steps, corrections=a.corrections, tau=a.tau)
     if a.sampler == "pc":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from slams_jax.diffusion.samplers import STEPS
 from slams_jax.diffusion.schedules import AlphaName, VPSchedule
 from slams_jax.errors import ConfigError, TwinError
 from slams_jax.pipeline.builder import build_settings
@@ -150,7 +151,14 @@ class TwinAssimilationSettings(SamplingSettings):
     modes: tuple[str, ...] = MODES
     lag: int = 8
     members: int = 10
-    sampler: Literal["diffrax_pc", "pc", "sde", "ode"] = "pc"
+    # the published twin tables (docs/twin.md) were measured with SDA, the 64-step scan predictor-corrector, 3
+    # fixed CG iterations for MMPS and no trust region: the twins keep those defaults
+    guidance: Literal["sda", "dps", "mmps"] = "sda"
+    cg_iterations: int = 3
+    cg_tolerance: float = 0.0
+    max_shift: float = 0.0
+    sampler: Literal["multistep", "diffrax_pc", "pc", "sde", "ode"] = "pc"
+    steps: int = STEPS
     tau: float = 0.1  # tau 1 doubles a Gaussian posterior's variance at each correction (docs/twin.md)
     batch_windows: int = 64
 

@@ -11,6 +11,8 @@ Jacobian J_t = (I - sigma_t^2 P_t) / mu_t. Observations y = A x + noise (A: 3 x 
 The references are computed in float64 with numpy.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,7 +78,7 @@ def test_mmps_equals_the_exact_posterior_eps(t):
     post_mean, post_cov = MEAN + gain @ (Y - A @ MEAN), COV - gain @ A @ COV
     exact = _gaussian_eps(post_mean, post_cov)(X_T, t)
     prior = _gaussian_eps(MEAN, COV)(X_T, t)
-    got = _guided(MMPS(cg_iterations=M), t)  # M iterations solve the M x M system exactly
+    got = _guided(MMPS(cg_iterations=M, cg_tolerance=0.0), t)  # M iterations solve the M x M system exactly
     np.testing.assert_allclose(got, exact, rtol=2e-3, atol=2e-4 * np.abs(exact).max())
     assert np.abs(exact - prior).max() > 10 * 2e-4 * np.abs(exact).max()  # the observations matter at this t
 
@@ -157,3 +159,18 @@ def test_conjugate_gradient_takes_no_step_along_non_positive_curvature(matrix):
 def test_conjugate_gradient_with_zero_rhs_returns_zero():
     x, k, res = _solve(_spd(np.linspace(1.0, 2.0, 4)), np.zeros(4), maxiter=5, tol=1e-3)
     assert np.all(x == 0.0) and k == 0 and res == 0.0
+
+
+@pytest.mark.parametrize("guidance", [SDA(max_shift=0.05), DPS(max_shift=0.05), MMPS(cg_iterations=M, max_shift=0.05)])
+def test_max_shift_bounds_the_correction_of_the_denoised_estimate(guidance, t=0.5):
+    """The correction's effect on the denoised estimate, sigma / mu |eps - eps_post|, has RMS at most max_shift,
+    in the direction of the undamped correction."""
+    mu, sigma = _mu_sigma(t)
+    prior = _gaussian_eps(MEAN, COV)(X_T, t)
+    free = _guided(dataclasses.replace(guidance, max_shift=None), t) - prior
+    damped = _guided(guidance, t) - prior
+    assert np.sqrt(np.mean(free**2)) * sigma / mu > 0.05  # the limit acts here
+    np.testing.assert_allclose(np.sqrt(np.mean(damped**2)) * sigma / mu, 0.05, rtol=1e-3)
+    np.testing.assert_allclose(damped / np.linalg.norm(damped), free / np.linalg.norm(free), atol=1e-4)
+    loose = _guided(dataclasses.replace(guidance, max_shift=1e3), t) - prior
+    np.testing.assert_allclose(loose, free, rtol=1e-5, atol=1e-6)  # a loose limit changes nothing

@@ -61,9 +61,9 @@ def _problem():
 EPS, OBS, PRIOR_MEAN, POST_MEAN, POST_COV = _problem()
 
 
-def _sample(guidance, sampler, n, seed=2):
+def _sample(guidance, sampler, n, seed=2, **kw):
     x = posterior_sample(jax.random.PRNGKey(seed), EPS, [OBS], n_samples=n, shape=SHAPE, schedule=SCHEDULE,
-                         guidance=guidance, sampler=sampler)
+                         guidance=guidance, sampler=sampler, **kw)
     return np.asarray(x, np.float64).reshape(n, D)
 
 
@@ -88,7 +88,7 @@ def _exact_cov_error(n, seed=5):
     (ProbabilityFlow(steps=32, solver="heun"), 1024),
 ])
 def test_mmps_matches_the_kalman_posterior(sampler, n):
-    x = _sample(MMPS(cg_iterations=8), sampler, n)
+    x = _sample(MMPS(cg_iterations=8, cg_tolerance=0.0), sampler, n)
     z, _, cov_err = _errors(x)
     sd = np.sqrt(np.diag(POST_COV))
     assert np.all(np.abs(x.mean(0) - POST_MEAN) < 5 * sd / np.sqrt(n) + 0.05 * sd), z.max()
@@ -100,7 +100,7 @@ APPROX_SAMPLER = PredictorCorrector(steps=64, corrections=1, tau=0.1)
 
 @functools.lru_cache(maxsize=1)
 def _mmps_mean_error():
-    return _errors(_sample(MMPS(cg_iterations=8), APPROX_SAMPLER, 512))[1]
+    return _errors(_sample(MMPS(cg_iterations=8, cg_tolerance=0.0), APPROX_SAMPLER, 512))[1]
 
 
 @pytest.mark.parametrize("guidance,bound", [(SDA(), 0.5), (DPS(), 0.6)])
@@ -129,9 +129,10 @@ def test_scan_and_diffrax_predictor_corrector_agree():
 
 def test_same_key_same_samples():
     for sampler in (DiffraxPredictorCorrector(steps=8), ReverseSDE(steps=8)):
-        a = _sample(SDA(), sampler, 4, seed=7)
-        np.testing.assert_array_equal(a, _sample(SDA(), sampler, 4, seed=7))
-        assert not np.allclose(a, _sample(SDA(), sampler, 4, seed=8))
+        # 8 reverse-SDE steps overshoot past |x| = 100 for some members: only determinism is checked here
+        a = _sample(SDA(), sampler, 4, seed=7, divergence_bound=None)
+        np.testing.assert_array_equal(a, _sample(SDA(), sampler, 4, seed=7, divergence_bound=None))
+        assert not np.allclose(a, _sample(SDA(), sampler, 4, seed=8, divergence_bound=None))
         assert not np.allclose(a[0], a[1])  # members differ
 
 
@@ -143,7 +144,8 @@ def test_same_key_same_samples():
 def test_more_steps_reduce_the_error(make, steps):
     """Same key, same initial noise and Brownian path: the solves converge to the finest one."""
     ref = _sample(SDA(), make(4 * steps[-1]), 32)
-    errs = [np.sqrt(np.mean((_sample(SDA(), make(s), 32) - ref) ** 2)) for s in steps]
+    # 8 reverse-SDE steps overshoot past |x| = 100 for some members: no bound, the errors are what is measured
+    errs = [np.sqrt(np.mean((_sample(SDA(), make(s), 32, divergence_bound=None) - ref) ** 2)) for s in steps]
     assert errs[0] > errs[1] > errs[2], errs
 
 

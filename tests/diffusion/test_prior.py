@@ -65,17 +65,17 @@ def test_prior_is_a_pytree_of_its_arrays():
 
 def test_same_kind_of_prior_and_observations_does_not_recompile():
     a = _sample(_prior(0.5), _obs())
-    traces, programs = TRACES["eps"], ensemble._integrate._cache_size()
+    traces, programs = TRACES["eps"], ensemble._advance._cache_size()
     assert traces > 0
     # a new prior object with other parameters and bound, new values, a new key: the same program
     b = _sample(_prior(-1.0, offset=3.0, bound=1e6), _obs(shift=0.5), seed=1)
-    assert TRACES["eps"] == traces and ensemble._integrate._cache_size() == programs
+    assert TRACES["eps"] == traces and ensemble._advance._cache_size() == programs
     assert not np.allclose(a, b)
     # the parameters are inputs, not constants: they change the samples (the mean moves them towards -1)
     assert _sample(_prior(-1.0), _obs(), seed=0).mean() < a.mean() - 0.1
     # another observation structure is another program: the counter does see retracing
     _sample(_prior(0.5), _obs(op=Coarsen(2)))
-    assert TRACES["eps"] > traces and ensemble._integrate._cache_size() == programs + 1
+    assert TRACES["eps"] > traces and ensemble._advance._cache_size() == programs + 1
 
 
 def test_outputs_are_decoded_with_the_prior_parameters():
@@ -130,7 +130,7 @@ def test_options_record_and_keywords_are_one_setting():
     np.testing.assert_allclose(batch[0], x, rtol=1e-6, atol=1e-6)
     with pytest.raises(TypeError, match="unexpected keyword 'gudiance'"):
         posterior_sample(jax.random.PRNGKey(0), _prior(0.5), _obs(), gudiance=SDA())
-    assert SamplingOptions().sampler.steps == 64 and SamplingOptions().sampler.corrections == 1
+    assert SamplingOptions().sampler.steps == 32 and SamplingOptions().sampler.order == 2  # the Multistep default
 
 
 def test_callable_priors_keep_their_defaults():

@@ -15,6 +15,7 @@ from slams_jax.diffusion.samplers import (
     ReverseSDE,
     predictor_corrector,
 )
+from slams_jax.diffusion.multistep import Multistep, edm_times
 from slams_jax.diffusion.schedules import VPSchedule
 
 M, S = 0.7, 0.5
@@ -77,6 +78,8 @@ def test_same_key_same_samples_and_jit_agrees():
     (ReverseSDE(128, "euler"), 0.03),
     (ProbabilityFlow(32, "heun"), 0.02),
     (ProbabilityFlow(8, "tsit5", adaptive=True, rtol=1e-4, atol=1e-4), 0.02),
+    (Multistep(32), 0.02),
+    (Multistep(32, eta=1.0), 0.06),  # the SDE form converges more slowly: 4.5% narrow at 32 steps
 ])
 def test_sampler_objects_draw_the_gaussian_prior(sampler, tol):
     s = VPSchedule()
@@ -95,3 +98,19 @@ def test_sampler_settings_are_checked():
         ReverseSDE(8, "rk4")
     with pytest.raises(ValueError, match="adaptive"):
         ProbabilityFlow(8, "euler", adaptive=True)
+    with pytest.raises(ValueError, match="Multistep.order=3"):
+        Multistep(8, order=3)
+    with pytest.raises(ValueError, match="Multistep.kappa_max=0.5"):
+        Multistep(8, kappa_max=0.5)
+
+
+@pytest.mark.parametrize("alpha", ["cos", "lin", "exp"])
+@pytest.mark.parametrize("kappa_max", [None, 80.0])
+def test_edm_times_are_uniform_in_kappa_to_the_one_over_rho(alpha, kappa_max):
+    s = VPSchedule(alpha=alpha)
+    t = np.asarray(edm_times(s, 16, rho=7.0, kappa_max=kappa_max), np.float64)
+    assert t[-1] == 0.0 and (np.diff(t) < 0).all()
+    kappa = np.asarray(s.sigma(t) / s.mu(t), np.float64)
+    np.testing.assert_allclose(kappa[0], kappa_max or 1 / s.eta, rtol=1e-3)
+    np.testing.assert_allclose(kappa[-1], s.eta, rtol=1e-3)
+    np.testing.assert_allclose(np.diff(kappa ** (1 / 7)), np.diff(kappa ** (1 / 7))[0], rtol=1e-2)

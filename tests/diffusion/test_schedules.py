@@ -60,3 +60,11 @@ def test_bad_settings_raise():
         VPSchedule(alpha="quadratic")
     with pytest.raises(ValueError, match="eta"):
         VPSchedule(eta=0.0)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_time_inverts_mu(alpha):
+    s = VPSchedule(alpha=alpha)
+    t = jnp.linspace(0.0, 1.0, 101)
+    np.testing.assert_allclose(s.time(s.mu(t)), t, atol=2e-4)
+    np.testing.assert_allclose(s.time(jnp.asarray([s.eta, 1.0])), [1.0, 0.0], atol=1e-6)

@@ -50,7 +50,8 @@ def test_configs_become_typed_settings():
     # the guidance and sampler settings are the main pipeline's, so its factories build them
     assert make_sampler(s.assimilation) == PredictorCorrector(steps=64, corrections=1, tau=0.1)
     assert make_guidance(s.assimilation) == SDA(gamma=1e-2)
-    assert make_guidance(dataclasses.replace(s.assimilation, guidance="mmps")) == MMPS(cg_iterations=3)
+    assert make_guidance(dataclasses.replace(s.assimilation, guidance="mmps")) == MMPS(cg_iterations=3, cg_tolerance=0.0,
+                                                                                         max_shift=None)
     assert _settings("lorenz63", "quick").setup.cycles == 100
     # the entry points dispatch on the presence of twin settings
     assert maybe_twin_settings(_config()) == _settings()

@@ -28,6 +28,9 @@ def run() -> None:
     from absl import app, flags
     from ml_collections import config_flags
 
+    from slams_jax import compilation_cache
+
+    compilation_cache.enable()
     config_flags.DEFINE_config_file("config", str(DEFAULT_CONFIG), "Study config file.", lock_config=True)
     flags.DEFINE_string("workdir", "runs/ablation", "Directory for models, data and results.")
     flags.DEFINE_bool("report_only", False, "Only rewrite the outputs from results.jsonl (no training, no runs).")

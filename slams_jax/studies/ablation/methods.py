@@ -105,7 +105,7 @@ def run_score(ctx: Context, name: str, keys: Sequence[Any], problems: Sequence[S
     states, failures = posterior_sample_batch(
         jnp.stack(keys), ctx.models[spec.model], problems, n_samples=ctx.settings.study.members,
         length=ctx.settings.study.length, space=spec.space, guidance=make_guidance(a), sampler=make_sampler(a),
-        divergence_bound=a.divergence_bound or None, errors="return")
+        divergence_bound=a.divergence_bound or None, errors="return", progress=True)
     return [(None, f.splitlines()[0][:300]) if f else (np.asarray(x, np.float32), "") for x, f in zip(states, failures)]
 
 

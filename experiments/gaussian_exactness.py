@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from slams_jax.diffusion.gaussian import ring_problem
 from slams_jax.errors import SamplingError
 from slams_jax.diffusion.guidance import DPS, MMPS, SDA
-from slams_jax.diffusion.posterior import posterior_sample
+from slams_jax.diffusion.posterior import SamplingOptions, posterior_sample
 from slams_jax.diffusion.samplers import PredictorCorrector
 from slams_jax.diffusion.schedules import VPSchedule
 from slams_jax.diffusion.multistep import Multistep
@@ -60,8 +60,6 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     schedule = VPSchedule()
-    from slams_jax.diffusion.posterior import SamplingOptions
-
     steps = args.steps or SamplingOptions().sampler.steps
     table = methods(steps)
     rows = []

@@ -41,7 +41,8 @@ from slams_jax.diffusion.samplers import Sampler
 from slams_jax.errors import SamplingError
 from slams_jax.observation.observations import Observation, ObservationError
 
-#: Chunks a run of steps is cut into (at most): the divergence check and the progress report run between them.
+#: Chunks a run of steps is cut into (at least, with chunks of a divisor of the steps): the divergence check and
+#: the progress report run between them.
 CHUNKS = 8
 
 

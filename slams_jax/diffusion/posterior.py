@@ -45,8 +45,9 @@ class SamplingOptions:
             steps. Together they sample linear-Gaussian posteriors within the sampling error of 4096 members
             (``experiments/gaussian_exactness.py``; docs/assimilation.md has the table).
         batch_size: Members sampled at once on each device (memory); ``None``: all.
-        divergence_bound: For a trained prior, the largest plausible magnitude of a standardized latent (or
-            normalized pixel) value; a member beyond it is reported as diverged. ``None`` disables the check.
+        divergence_bound: The largest plausible magnitude of a standardized latent, normalized pixel or (for a
+            callable prior) diffused value; a member beyond it, at any step, stops the sampling with a
+            :class:`SamplingError`. ``None`` disables the check (non-finite values are always caught).
         mesh: Devices to use (:func:`slams_jax.parallel.data_mesh`); ``None``: every visible device. Members
             are split over them; with fewer members than devices, a trained prior's score windows are.
         progress: Write a progress line (steps done, trajectories, elapsed) to standard error.

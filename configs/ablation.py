@@ -16,8 +16,8 @@ closing notes); ``:quick`` shrinks everything for a smoke run (minutes).
 
 ``:era5`` is the paper's ERA5 setup (``configs/era5.py``: temperature at 10 levels, CPC precipitation
 gauges, an OLR swath) for a GPU; its data paths are required, e.g.
-``--config.experiment.data.era5_path=/data/era5.zarr --config.experiment.data.era5.aux.precip.path=...
---config.experiment.data.era5.aux.olr.path=...`` (or ``--config.experiment.data.era5.prepared=...``). Its
+``--config.experiment.data.path=/data/era5.zarr --config.experiment.data.aux.precip.path=...
+--config.experiment.data.aux.olr.path=...`` (or ``--config.experiment.data.prepared=...``). Its
 scores are weighted by cell area and its 3D-Var correlations wrap in longitude only.
 """
 

@@ -32,7 +32,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "kolmogorov"
-    config.data.era5_path = ""
     config.data.cache_dir = ""
     config.data.n_train = 24
     config.data.n_valid = 4

@@ -12,9 +12,11 @@ prints one JSON line per device count:
   ``--steps`` predictor steps with ``--corrections`` Langevin corrections, SDA guidance through the decoder's
   state head and a ``--coarsen``x block mean): ``first_call_s`` (tracing, compiling every program of the call
   and one run), ``seconds`` (median of the timed calls), ``compile_s`` = the difference, ``programs`` (XLA
-  compilations in the first call) and ``seconds_per_member``. ``--members=1,8`` times every count (each
-  compiles its own programs) into ``sample_by_members`` (``{"1": {...}, "8": {...}}``); ``sample`` is the
-  first count;
+  compilations in the first call), ``seconds_per_member``, and the process CPU time of the same calls
+  (``cpu_seconds``, ``cpu_seconds_per_member``: all cores together, robust to a loaded machine when pinned to
+  one). ``--members=1,8`` times every count (each compiles its own programs) into ``sample_by_members``
+  (``{"1": {...}, "8": {...}}``); ``sample`` is the first count. ``--precision=bf16`` runs the networks'
+  convolutions in bfloat16 (``workload.precision``);
 - ``compile_s``: ``{"train": ..., "sample": ...}``, the two compile times side by side;
   ``compilation_cache``: whether JAX's persistent cache was on (then compile times are cache reads; the
   benchmark itself never turns it on);
@@ -53,11 +55,11 @@ sys.path.insert(0, str(ROOT))
 from slams_jax import parallel
 from slams_jax.pipeline.configuration import settings_from_config
 from slams_jax.diffusion.guidance import SDA
-from slams_jax.pipeline.models import build_autoencoder, build_score, decode_states
+from slams_jax.pipeline.models import build_autoencoder, build_score, decode_with
 from slams_jax.observation.observations import Observation
 from slams_jax.observation.operators import Coarsen
 from slams_jax.diffusion.ensemble import sample_posterior_prior, sample_posterior_problems
-from slams_jax.diffusion.prior import callable_prior
+from slams_jax.diffusion.prior import PRECISIONS, callable_prior
 from slams_jax.diffusion.samplers import PredictorCorrector
 from slams_jax.diffusion.score import denoising_loss
 from slams_jax.pipeline.training import TrainState, compile_steps, make_optimizer
@@ -90,6 +92,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--windows", type=int, default=0,
                    help="also sample this many independent windows (each --members members) one call after another "
                         "and batched in one program (posterior_sample_batch), and time both")
+    p.add_argument("--precision", choices=("f32", "bf16"), default="f32",
+                   help="bf16: the U-Net's and the decoder's convolutions on bfloat16 operands (float32 sums, "
+                        "parameters and sampler state); slow on a CPU without native bfloat16")
     p.add_argument("--eager", action="store_true",
                    help="also time one sampling call op by op (jax.disable_jit: every scan step and every "
                         "operation dispatched from Python, like an eager framework) against the compiled one")
@@ -108,11 +113,14 @@ def build(args):
     section.hidden_blocks = args.blocks
     section.embedding = args.embedding
     if args.space == "pixel":
-        state = config.data.modalities[0]
-        state.variables = tuple(f"v{i}" for i in range(channels))
+        config.data.variables = tuple(f"v{i}" for i in range(channels))
+    for group in (config.autoencoder, config.score, config.pixel_score):
+        group.padding = ("pole", "circular")  # what "auto" resolves to on the paper's global grid
     config.train.batch_size = args.batch
     settings = settings_from_config(config)
     score = build_score(settings, stage)
+    if args.precision == "bf16":
+        score = dataclasses.replace(score, network=score.network.clone(compute_dtype="bfloat16"))
     length = args.length or score.window
     return settings, stage, score, (length, args.height, args.width, channels)
 
@@ -161,11 +169,11 @@ def sampling_problem(args, settings, score, params, shape):
     """The prior (score and decoder), the coarsened state observation and the sampler of the workload."""
     key = jax.random.PRNGKey(1)
     if args.space == "latent":
-        model = build_autoencoder(settings)
+        model = build_autoencoder(settings).clone(compute_dtype=PRECISIONS[args.precision])
         fields = {m.name: jnp.zeros((1,) + shape[1:3] + (len(m.variables),), jnp.float32)
                   for m in settings.data.modalities}
         variables = jax.jit(lambda k: model.init(k, fields, train=False))(key)
-        decode = lambda z: decode_states(settings, variables, z, settings.data.state.name)
+        decode = lambda z: decode_with(model, variables, z, settings.data.state.name)
     else:
         decode = lambda x: x
     prior = callable_prior(lambda x, t: score.trajectory_eps(params, x, t), shape, settings.sde,
@@ -197,14 +205,16 @@ def time_sampling(args, prior, obs, sampler, members: int, mesh) -> dict:
     run(jax.random.PRNGKey(2))
     first = time.perf_counter() - t0
     programs = len(_COMPILES) - before
-    times = []
+    times, cpu = [], []
     for r in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run(jax.random.PRNGKey(3 + r))
         times.append(time.perf_counter() - t0)
-    seconds = statistics.median(times)
+        cpu.append(time.process_time() - c0)
+    seconds, cpu_seconds = statistics.median(times), statistics.median(cpu)
     return {"first_call_s": first, "seconds": seconds, "compile_s": max(first - seconds, 0.0),
-            "programs": programs, "members": members, "seconds_per_member": seconds / members}
+            "programs": programs, "members": members, "seconds_per_member": seconds / members,
+            "cpu_seconds": cpu_seconds, "cpu_seconds_per_member": cpu_seconds / members}
 
 
 def bench_sample(args, settings, score, params, shape, mesh) -> tuple[dict, dict]:
@@ -271,7 +281,8 @@ def main(argv=None) -> list[dict]:
     workload = {"height": args.height, "width": args.width, "space": args.space, "channels": shape[-1] * score.window,
                 "hidden": list(args.hidden), "blocks": list(args.blocks), "embedding": args.embedding,
                 "batch": args.batch, "members": list(args.members), "steps": args.steps, "corrections": args.corrections,
-                "length": shape[0], "coarsen": args.coarsen, "dtype": "float32"}
+                "length": shape[0], "coarsen": args.coarsen, "dtype": "float32",
+                "precision": args.precision}
     gflop = gflop_per_sample(score, params, shape)
     rows, first = [], None
     for n in counts:

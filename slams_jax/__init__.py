@@ -22,12 +22,15 @@ knowledge of the layout.
 
 from slams_jax.baselines.covariance import StaticCovariance as StaticCovariance
 from slams_jax.baselines.covariance_fit import fit_static_covariance as fit_static_covariance
+from slams_jax.baselines.covariance_tuning import CovarianceTuning as CovarianceTuning
+from slams_jax.baselines.covariance_tuning import tune_static_covariance as tune_static_covariance
 from slams_jax.baselines.interpolation import interpolation_baseline as interpolation_baseline
 from slams_jax.baselines.interpolation import spatial_interpolation as spatial_interpolation
 from slams_jax.baselines.references import climatology_ensemble as climatology_ensemble
 from slams_jax.baselines.references import persistence as persistence
 from slams_jax.baselines.variational import three_dvar as three_dvar
 from slams_jax.baselines.variational import three_dvar_ensemble as three_dvar_ensemble
+from slams_jax.baselines.verification import scores_at_observations as scores_at_observations
 from slams_jax.data.kolmogorov import KolmogorovConfig as KolmogorovConfig
 from slams_jax.data.kolmogorov import make_dataset as make_kolmogorov_dataset
 from slams_jax.data.kolmogorov import simulate as simulate_kolmogorov
@@ -77,6 +80,8 @@ from slams_jax.nn.autoencoder import MultimodalAutoencoder as MultimodalAutoenco
 from slams_jax.nn.autoencoder import masked_mse as masked_mse
 from slams_jax.nn.unet import ScoreUNet as ScoreUNet
 from slams_jax.nn.unet import UNet as UNet
+from slams_jax.observation.files import read_table as read_table
+from slams_jax.observation.files import table_observations as table_observations
 from slams_jax.observation.observations import Observation as Observation
 from slams_jax.observation.observations import observe as observe
 from slams_jax.observation.operators import Channels as Channels
@@ -92,6 +97,7 @@ from slams_jax.observation.operators import TimeIndex as TimeIndex
 from slams_jax.observation.operators import TimeSubsample as TimeSubsample
 from slams_jax.observation.operators import random_points as random_points
 from slams_jax.observation.operators import regular_points as regular_points
+from slams_jax.observation.points import to_points as to_points
 from slams_jax.pipeline.checkpointing import StageCheckpointer as StageCheckpointer
 from slams_jax.pipeline.configuration import AutoencoderSettings as AutoencoderSettings
 from slams_jax.pipeline.configuration import ScoreSettings as ScoreSettings
@@ -102,6 +108,7 @@ from slams_jax.pipeline.configuration import settings_from_dict as settings_from
 from slams_jax.pipeline.configuration import settings_to_dict as settings_to_dict
 from slams_jax.pipeline.pretrained import TrainedModel as TrainedModel
 from slams_jax.pipeline.pretrained import load_trained as load_trained
+from slams_jax.pipeline.training import train_and_evaluate as train_and_evaluate
 
 __version__ = "0.1.0"
 
@@ -114,17 +121,19 @@ __all__ = [
     "MultimodalAutoencoder", "masked_mse", "ScoreUNet", "UNet",
     # observations
     "Observation", "observe", "Operator", "Compose", "Identity", "TimeSubsample", "TimeIndex", "Channels", "Coarsen",
-    "Points", "Stations", "Swath", "Saturate", "random_points", "regular_points",
+    "Points", "Stations", "Swath", "Saturate", "random_points", "regular_points", "read_table", "table_observations",
+    "to_points",
     # data
     "DataSettings", "ModalitySettings", "KolmogorovConfig", "make_kolmogorov_dataset", "simulate_kolmogorov",
     # baselines and metrics
     "interpolation_baseline", "spatial_interpolation", "persistence", "climatology_ensemble", "StaticCovariance",
-    "fit_static_covariance", "three_dvar", "three_dvar_ensemble", "crps_ensemble", "ensemble_mean_bias",
+    "fit_static_covariance", "tune_static_covariance", "CovarianceTuning", "three_dvar", "three_dvar_ensemble",
+    "scores_at_observations", "crps_ensemble", "ensemble_mean_bias",
     "ensemble_mean_rmse", "ensemble_scores", "ensemble_spread", "isotropic_energy_spectrum", "rank_histogram",
     "spread_skill_ratio", "wasserstein1", "zonal_power_spectrum",
     # the runtime
     "Settings", "AutoencoderSettings", "ScoreSettings", "TrainSettings", "settings_from_config", "settings_from_dict",
-    "settings_to_dict", "StageCheckpointer", "TrainedModel", "load_trained",
+    "settings_to_dict", "StageCheckpointer", "TrainedModel", "load_trained", "train_and_evaluate",
     # errors
     "Error", "ConfigError", "DataError", "MissingFileError", "ObservationError", "CheckpointError", "SamplingError",
 ]

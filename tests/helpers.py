@@ -50,6 +50,36 @@ def tiny_config(stages=("autoencoder", "score"), steps=6):
     return c
 
 
+def shrink_networks(c, steps=2):
+    """Networks of a few channels and ``steps`` training steps per stage: for end-to-end runs whose scores,
+    not their quality, are under test."""
+    c.autoencoder.hidden_channels, c.autoencoder.latent_channels = (4,), 2
+    c.score.hidden_channels, c.score.hidden_blocks, c.score.embedding = (8, 8), (1, 1), 8
+    for k, v in dict(steps=steps, batch_size=4, warmup_steps=1, log_every=1, eval_every=steps, eval_batches=1,
+                     checkpoint_every=steps).items():
+        setattr(c.train, k, v)
+    c.train.autoencoder.steps = steps
+    return c
+
+
+def conv_dtypes(fn, *args) -> list[tuple[tuple[str, ...], str]]:
+    """``(operand dtypes, result dtype)`` of every convolution in the jaxpr of ``fn`` (nested jaxprs included)."""
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                found.append((tuple(str(v.aval.dtype) for v in eqn.invars), str(eqn.outvars[0].aval.dtype)))
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        walk(inner)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
 # The test networks are tiny, so compiling dominates their cost on CPU; LLVM optimisation is most of it.
 jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 

@@ -56,13 +56,12 @@ def era5_config(tmp_path, missing=(), policy="error"):
     precip = precip_file(tmp_path / "cpc.nc")
     olr = olr_file(tmp_path / "olr.nc", missing=missing)
     c = load_config("era5")
-    c.data.era5_path = str(tmp_path / "era5.zarr")
-    c.data.modalities[0].variables = ("t850", "t500")
-    e = c.data.era5
-    e.levels = LEVELS
-    e.train, e.valid, e.test = ("2000-01-01", "2000-01-24"), ("2000-01-25", "2000-01-31"), ("2000-02-02", "2000-02-09")
-    e.missing = policy
-    e.normalization_days = 1000
-    e.aux.precip.path = str(tmp_path / "cpc.nc")
-    e.aux.olr.path = str(tmp_path / "olr.nc")
+    c.data.path = str(tmp_path / "era5.zarr")
+    c.data.variables = ("t850=temperature@850", "t500=temperature@500")
+    c.data.train, c.data.valid, c.data.test = (("2000-01-01", "2000-01-24"), ("2000-01-25", "2000-01-31"),
+                                               ("2000-02-02", "2000-02-09"))
+    c.data.missing = policy
+    c.data.normalization_states = 1000
+    c.data.aux.precip.path = str(tmp_path / "cpc.nc")
+    c.data.aux.olr.path = str(tmp_path / "olr.nc")
     return c, state, precip, olr

@@ -23,7 +23,8 @@ applied matrix-free one axis at a time. It is symmetric only when :math:`D` is c
 :math:`(S_{\mathrm{time}} \otimes S_{\mathrm{lat}} \otimes S_{\mathrm{lon}}) D`.
 
 :func:`~slams_jax.baselines.covariance_fit.fit_static_covariance` estimates :math:`D` and the length scales
-from training data.
+from training data; :func:`~slams_jax.baselines.covariance_tuning.tune_static_covariance` chooses among
+variants of that fit by the 3D-Var error at withheld observations of held-out training windows.
 """
 
 from __future__ import annotations
@@ -167,6 +168,13 @@ class StaticCovariance:
             raise ValueError("StaticCovariance.std: expected finite standard deviations >= 0")
         std.flags.writeable = False
         object.__setattr__(self, "std", std)
+
+    def __repr__(self) -> str:
+        # a per-point std is a whole field: summarized, so logs of a tuned B stay one line
+        std = (repr(tuple(round(float(v), 6) for v in self.std.ravel())) if self.std.size <= 8 else
+               f"<{self.std.shape} field, mean {float(self.std.mean()):.6g}>")
+        return (f"StaticCovariance(std={std}, length_lat={self.length_lat}, length_lon={self.length_lon}, "
+                f"periodic={self.periodic}, length_time={self.length_time})")
 
     @property
     def n_channels(self) -> int:

@@ -16,7 +16,7 @@ footprint). States with no observation are linearly interpolated in time between
 
 **Spatial interpolation** (:func:`spatial_interpolation`): observations whose operator is a selection of
 states and channels followed by one spatial step, ``[TimeSubsample | TimeIndex] >> [Channels] >>
-(Coarsen | Points)`` (optional steps may be missing and the time and channel selections, which act on other
+(Coarsen | Points | Stations)`` (optional steps may be missing and the time and channel selections, which act on other
 axes, may come in any order, e.g. ``Points >> TimeIndex``; :class:`~slams_jax.observation.operators.Identity` alone
 observes everything), are interpolated in space state by state and channel by channel:
 
@@ -29,7 +29,9 @@ observes everything), are interpolated in space state by state and channel by ch
   non-periodic axis (latitude) a cell beyond the outermost centre takes its value (constant extrapolation), so
   the top rows never see the bottom ones. A field linear in (lat, lon) is thus reconstructed exactly between
   the outermost centres;
-- point values (:class:`~slams_jax.observation.operators.Points`) are spread by inverse-distance weighting,
+- point values (:class:`~slams_jax.observation.operators.Points`, and stations at the fractional grid
+  position of their bilinear weights, :class:`~slams_jax.observation.operators.Stations`) are spread by
+  inverse-distance weighting,
 
   .. math:: \hat x(g) = \frac{\sum_p d(g, p)^{-q}\, y_p}{\sum_p d(g, p)^{-q}},
 
@@ -44,8 +46,7 @@ with the inverse noise variances of that channel, :math:`\hat x = \sum_i s_i^{-2
 even at the station's cell). States with no observation of a channel are then linearly interpolated in time
 between the nearest observed states of that channel (held constant before the first and after the last
 observed state), as in :func:`interpolation_baseline`; channels never observed take the climatology. Other
-operators (:class:`~slams_jax.observation.operators.Stations`, :class:`~slams_jax.observation.operators.Swath`, nonlinear ones, ...)
-are ignored with a warning.
+operators (:class:`~slams_jax.observation.operators.Swath`, nonlinear ones, ...) are ignored with a warning.
 
 Persistence and the climatological ensemble, which need no interpolation in time, are in
 :mod:`slams_jax.baselines.references`.
@@ -64,7 +65,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from slams_jax.observation.observations import Observation
-from slams_jax.observation.operators import Channels, Coarsen, Compose, Identity, Operator, Points, TimeIndex, TimeSubsample
+from slams_jax.observation.operators import (Channels, Coarsen, Compose, Identity, Operator, Points, Stations, TimeIndex,
+                                            TimeSubsample)
 
 
 def _adjoint_sums(observations: Sequence[Observation], shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +129,7 @@ class _Structure:
 
     times: np.ndarray
     channels: np.ndarray
-    spatial: Coarsen | Points | None
+    spatial: Coarsen | Points | Stations | None
 
 
 def _structure(op: Operator, shape: tuple[int, ...]) -> _Structure | None:
@@ -148,7 +150,7 @@ def _structure(op: Operator, shape: tuple[int, ...]) -> _Structure | None:
             times = times[np.asarray(step.indices)]
         elif isinstance(step, Channels):
             channels = channels[np.asarray(step.indices)]
-        elif isinstance(step, (Coarsen, Points)) and spatial is None:
+        elif isinstance(step, (Coarsen, Points, Stations)) and spatial is None:
             spatial = step
         else:
             return None
@@ -197,13 +199,15 @@ def _bilinear(coarsen: Coarsen, values: np.ndarray, grid: tuple[int, int], perio
 
 
 def _inverse_distance(
-    points: Points, values: np.ndarray, grid: tuple[int, int], periodic: tuple[bool, bool], power: float,
+    points: Points | Stations, values: np.ndarray, grid: tuple[int, int], periodic: tuple[bool, bool], power: float,
     neighbours: int | None,
 ) -> np.ndarray:
-    """Point values ``(time, point, channel)`` spread to the grid ``(time, lat, lon, channel)`` by IDW."""
+    """Point values ``(time, point, channel)`` spread to the grid ``(time, lat, lon, channel)`` by IDW (stations
+    at their fractional grid positions)."""
     n_time, n_points, n_channel = values.shape
     n_lat, n_lon = grid
-    lat_p, lon_p = np.asarray(points.lat_index, np.float64), np.asarray(points.lon_index, np.float64)
+    lat_p, lon_p = ((np.asarray(points.lat_index, np.float64), np.asarray(points.lon_index, np.float64))
+                    if isinstance(points, Points) else points.positions)
     flat = values.astype(np.float64).transpose(1, 0, 2).reshape(n_points, -1)  # (point, time * channel)
     k = n_points if neighbours is None else min(neighbours, n_points)
     cells = np.arange(n_lat * n_lon)
@@ -295,16 +299,17 @@ def _spatial_fields(
         if structure is None:
             warnings.warn(
                 f"{caller}: ignoring observation {obs.name!r}: its operator {obs.operator!r} is not "
-                "[TimeSubsample | TimeIndex] >> [Channels] >> (Coarsen | Points)", stacklevel=4,
+                "[TimeSubsample | TimeIndex] >> [Channels] >> (Coarsen | Points | Stations)", stacklevel=4,
             )
             continue
         if isinstance(structure.spatial, Coarsen):
             field = _bilinear(structure.spatial, obs.values, grid, periodic)
-        elif isinstance(structure.spatial, Points):
+        elif isinstance(structure.spatial, (Points, Stations)):
             field = _inverse_distance(structure.spatial, obs.values, grid, periodic, power, neighbours)
         else:
             field = obs.values
-        weight = 1.0 / np.square(np.broadcast_to(np.asarray(obs.std, np.float64), (len(structure.channels),)))
+        # per channel; a per-value std (table rows) contributes its mean inverse variance
+        weight = np.mean(1.0 / np.square(obs.std_array().astype(np.float64)).reshape(-1, obs.values.shape[-1]), 0)
         unique_channels = np.unique(structure.channels).size == structure.channels.size
         for i, t in enumerate(structure.times):  # a loop, not fancy-index +=, so repeated indices all count
             if unique_channels:
@@ -368,7 +373,7 @@ def spatial_interpolation(
     """The state trajectory interpolated in space (bilinear / IDW) and linearly in time from its observations.
 
     See the module docstring for the method. Observations whose operator is not
-    ``[TimeSubsample | TimeIndex] >> [Channels] >> (Coarsen | Points)`` are ignored with a warning.
+    ``[TimeSubsample | TimeIndex] >> [Channels] >> (Coarsen | Points | Stations)`` are ignored with a warning.
 
     Args:
         observations: Observations of the trajectory (their modality is not checked).

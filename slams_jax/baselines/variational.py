@@ -41,7 +41,11 @@ covariance's matrices are runtime arguments.
 :func:`three_dvar_ensemble` draws posterior samples by randomized maximum likelihood: member :math:`m`
 solves the same problem with a perturbed background :math:`x_b + B^{1/2} \eta_m` and perturbed
 observations :math:`y_i + s_i \varepsilon_{i,m}` (:math:`\eta, \varepsilon \sim N(0, I)`). In the
-linear-Gaussian case the members are exact, independent samples of :math:`N(x_a, A)`.
+linear-Gaussian case the members are exact, independent samples of :math:`N(x_a, A)`. With ``inflation``
+:math:`\beta` both perturbations are multiplied by :math:`\beta`, which leaves the mean and the gain alone
+and draws from :math:`N(x_a, \beta^2 A)`: the spread calibration of a misspecified :math:`B`
+(:mod:`slams_jax.baselines.covariance_tuning`). :func:`solve_windows` solves many windows observed by one
+network in one compiled call.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ import numpy as np
 from slams_jax._types import Array, ArrayLike, Float, PRNGKey
 from slams_jax.baselines.covariance import StaticCovariance, apply_sqrt, apply_sqrt_transpose
 from slams_jax.diffusion.linalg import conjugate_gradient, spd_solve
+from slams_jax.errors import ObservationError
 from slams_jax.observation.observations import Observation, check_observations
 
 
@@ -104,17 +109,18 @@ def _analysis(operators, maxiter, background, values, stds, mats, std, tol):
 _analysis_jit = jax.jit(_analysis, static_argnames=("operators", "maxiter"))
 
 
-def _perturbed_analysis(operators, maxiter, members, key, background, values, stds, mats, std, tol):
-    """Randomized maximum likelihood: ``members`` solves with perturbed background and observations."""
+def _perturbed_analysis(operators, maxiter, members, key, background, values, stds, mats, std, tol, inflation=1.0):
+    """Randomized maximum likelihood: ``members`` solves with perturbed background and observations, the
+    perturbations' standard deviations times ``inflation``."""
     # One flat draw, cut into the background and observation perturbations: XLA compiles a flat threefry
     # draw several times faster than one of a many-axis shape.
     sizes = [math.prod(background.shape)] + [math.prod(y.shape) for y in values]
     noise = jax.random.normal(key, (members * sum(sizes),), background.dtype).reshape(members, sum(sizes))
     parts = jnp.split(noise, np.cumsum(sizes)[:-1].tolist(), axis=1)
-    eta = parts[0].reshape((members,) + background.shape)
+    eta = inflation * parts[0].reshape((members,) + background.shape)
     backgrounds = background[None] + jax.vmap(lambda e: apply_sqrt(mats, std, e))(eta)
     perturbed = [
-        y[None] + s[None] * eps.reshape((members,) + y.shape) for y, s, eps in zip(values, stds, parts[1:])
+        y[None] + inflation * s[None] * eps.reshape((members,) + y.shape) for y, s, eps in zip(values, stds, parts[1:])
     ]
     solve = lambda xb, ys: _analysis(operators, maxiter, xb, ys, stds, mats, std, tol)
     return jax.vmap(solve)(backgrounds, perturbed)
@@ -160,6 +166,13 @@ def _prepare(observations, background, covariance, tol, maxiter, caller: str):
         std=std,
         tol=jnp.asarray(tol, jnp.float32),
     )
+
+
+def _inflation(value) -> jax.Array:
+    if isinstance(value, bool) or not (isinstance(value, (int, float, np.floating)) and math.isfinite(value)
+                                       and value > 0):
+        raise ValueError(f"three_dvar_ensemble: inflation={value!r}, expected a finite number > 0")
+    return jnp.asarray(value, jnp.float32)
 
 
 def three_dvar(
@@ -208,6 +221,7 @@ def three_dvar_ensemble(
     covariance: StaticCovariance,
     members: int,
     *,
+    inflation: float = 1.0,
     tol: float = 1e-6,
     maxiter: int = 200,
     return_info: bool = False,
@@ -223,6 +237,9 @@ def three_dvar_ensemble(
         key: PRNG key (typed or raw).
         observations, background, covariance, tol, maxiter: As in :func:`three_dvar`.
         members: Number of samples (>= 1).
+        inflation: Factor on the standard deviations of both perturbations (> 0): the members are then
+            samples of ``N(x_a, inflation^2 A)``, the same mean with the spread times ``inflation`` (the
+            calibration of :func:`~slams_jax.baselines.covariance_tuning.tune_static_covariance`).
         return_info: Also return ``{"iterations", "residual", "converged"}``, arrays ``(member,)``.
 
     Returns:
@@ -231,7 +248,8 @@ def three_dvar_ensemble(
     if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 1:
         raise ValueError(f"three_dvar_ensemble: members={members!r}, expected an integer >= 1")
     args = _prepare(observations, background, covariance, tol, maxiter, "three_dvar_ensemble")
-    ensemble, iterations, residual = _ensemble_jit(members=int(members), key=key, **args)
+    ensemble, iterations, residual = _ensemble_jit(members=int(members), key=key, inflation=_inflation(inflation),
+                                                   **args)
     ensemble = np.asarray(ensemble, np.float32)
     if not return_info:
         return ensemble
@@ -239,4 +257,73 @@ def three_dvar_ensemble(
     return ensemble, {"iterations": np.asarray(iterations), "residual": residual, "converged": residual <= tol}
 
 
-__all__ = ["dense_gain", "dense_update", "three_dvar", "three_dvar_ensemble"]
+def _window_analyses(operators, maxiter, background, values, stds, mats, std, tol):
+    """:func:`_analysis` of a batch of windows sharing the operators, noise, background and B (``values``
+    have a leading window axis): one compiled solve for all of them."""
+    return jax.vmap(lambda ys: _analysis(operators, maxiter, background, ys, stds, mats, std, tol))(values)
+
+
+def _window_ensembles(operators, maxiter, members, keys, background, values, stds, mats, std, tol, inflation):
+    """:func:`_perturbed_analysis` of a batch of windows (``keys`` and ``values`` with a leading window axis)."""
+    solve = lambda key, ys: _perturbed_analysis(operators, maxiter, members, key, background, ys, stds, mats, std, tol,
+                                                inflation)
+    return jax.vmap(solve)(keys, values)
+
+
+_windows_jit = jax.jit(_window_analyses, static_argnames=("operators", "maxiter"))
+_window_ensembles_jit = jax.jit(_window_ensembles, static_argnames=("operators", "maxiter", "members"))
+
+
+def solve_windows(
+    observation_sets: Sequence[Sequence[Observation]],
+    background: Float[ArrayLike, "time lat lon channel"],
+    covariance: StaticCovariance,
+    *,
+    key: PRNGKey | None = None,
+    members: int | None = None,
+    inflation: float = 1.0,
+    tol: float = 1e-6,
+    maxiter: int = 200,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`three_dvar` (or, with ``key`` and ``members``, :func:`three_dvar_ensemble`) of several windows at once.
+
+    Every window has the same observation network (operators and noise; only the values differ), the same
+    background and ``B``, so all are solved by one vmapped, jitted call (compiled once per network).
+
+    Args:
+        observation_sets: One list of observations per window, with equal operators and stds across windows.
+        background, covariance, tol, maxiter: As in :func:`three_dvar`.
+        key: PRNG key of the ensembles (window ``w`` uses ``split(key, windows)[w]``), or ``None``.
+        members: Members per window with ``key``.
+        inflation: As in :func:`three_dvar_ensemble`.
+
+    Returns:
+        ``(analyses, residuals)``: ``(window, time, lat, lon, channel)`` (or ``(window, member, ...)``) float32,
+        and the conjugate-gradient relative residuals ``(window,)`` (or ``(window, member)``).
+    """
+    if (key is None) != (members is None):
+        raise ValueError("solve_windows: give both key and members (an ensemble) or neither (the analyses)")
+    if not observation_sets:
+        raise ValueError("solve_windows: expected at least one window of observations")
+    args = [_prepare(obs, background, covariance, tol, maxiter, "solve_windows") for obs in observation_sets]
+    first = args[0]
+    for w, a in enumerate(args[1:], start=1):
+        if a["operators"] != first["operators"] or any(
+                s.shape != t.shape or bool(jnp.any(s != t)) for s, t in zip(a["stds"], first["stds"])):
+            raise ObservationError(
+                f"solve_windows: window {w} has another observation network (operators or noise) than window 0; "
+                "every window must be observed by the same network (draw random points once, outside the windows)"
+            )
+    batch = dict(first, values=tuple(jnp.stack(v) for v in zip(*(a["values"] for a in args))))
+    if key is None:
+        out, _, residual = _windows_jit(**batch)
+    else:
+        if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 1:
+            raise ValueError(f"solve_windows: members={members!r}, expected an integer >= 1")
+        keys = jax.random.split(key, len(observation_sets))
+        out, _, residual = _window_ensembles_jit(members=int(members), keys=keys, inflation=_inflation(inflation),
+                                                 **batch)
+    return np.asarray(out, np.float32), np.asarray(residual, np.float64)
+
+
+__all__ = ["dense_gain", "dense_update", "solve_windows", "three_dvar", "three_dvar_ensemble"]

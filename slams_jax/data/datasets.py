@@ -48,8 +48,8 @@ def load_dataset(data: DataSettings, seed: int, workdir: str | os.PathLike) -> x
     The Kolmogorov-flow set is written once to ``WORKDIR/data/kolmogorov-<hash>.nc`` (atomically:
     a temporary file renamed into place) and reused while the generation settings are unchanged.
     """
-    if data.source == "era5":
-        raise ValueError("load_dataset: the era5 source is read lazily by slams_jax.data.era5.load_splits")
+    if data.source == "dataset":
+        raise ValueError("load_dataset: the dataset source is read lazily by slams_jax.data.gridded.load_splits")
     path = _kolmogorov_cache_path(data, seed, workdir)
     if not path.exists():
         n = data.n_train + data.n_valid + data.n_test

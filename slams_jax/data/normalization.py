@@ -4,7 +4,7 @@ Each channel :math:`c` of a modality is normalized as :math:`(x_c - \mu_c) / \si
 :math:`\mu_c` and :math:`\sigma_c` the mean and (population) standard deviation of its finite values over a
 sample of training states; NaN (missing data, e.g. precipitation over the ocean) is left out. The callers
 only choose the sample: every state of the training trajectories (:func:`fit_normalization`, the Kolmogorov
-flow), or evenly spaced training days read in chunks (:func:`slams_jax.data.era5.fit_normalization`).
+flow), or evenly spaced training states read in chunks (:func:`slams_jax.data.gridded.fit_normalization`).
 
 :func:`fit_chunks` is the one fit. It reads a sample chunk by chunk, in float64, and merges the chunks'
 moments (Chan, Golub & LeVeque 1979): a chunk :math:`b` of :math:`n_b` valid values with mean

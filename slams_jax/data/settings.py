@@ -1,6 +1,6 @@
 """The data settings: which source, which modalities, which dates, typed and frozen.
 
-They sit next to the sources that read them (:mod:`slams_jax.data.kolmogorov`, :mod:`slams_jax.data.era5`,
+They sit next to the sources that read them (:mod:`slams_jax.data.kolmogorov`, :mod:`slams_jax.data.gridded`,
 :mod:`slams_jax.data.datasets`), so the data package needs nothing from the runtime
 (:mod:`slams_jax.pipeline`), which builds them from the config
 (:func:`slams_jax.pipeline.configuration.settings_from_config`) and re-exports them.
@@ -34,94 +34,91 @@ class ModalitySettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class AuxSourceSettings:
-    """A gridded auxiliary modality read from a file (``era5`` source).
+class AuxSettings:
+    """An auxiliary modality of the ``dataset`` source, on its own files or the state's.
 
     Attributes:
-        path: A netCDF file or zarr store (``store``), or a directory of one zarr per day (``chaosbench``).
-        variable: Variable name in the file (e.g. ``precip`` for CPC, ``olr`` for NOAA OLR).
-        levels: Pressure levels in hPa, by value; empty for a single-level field.
-        layout: ``store`` or ``chaosbench``.
-        regrid: ``conservative`` (area mean; for fluxes and precipitation) or ``bilinear``.
-        aggregation: How the values of one day become one state: ``mean`` or ``first``.
+        path: Its files (a netCDF file, zarr store, directory or glob); empty: the state's own
+            (``config.data.path``), e.g. precipitation stored next to temperature.
+        variables: Its channels, spelled as ``config.data.variables`` (``name``, ``name@level``,
+            ``channel=name@level``).
+        aggregation: How its values become a state at the state's cadence: ``instant``, ``mean``, or empty
+            for the state's own rule.
+        regrid: Onto the state's grid: ``conservative`` (area mean; fluxes and precipitation) or ``bilinear``.
+        weight: Weight of the modality in the reconstruction loss.
     """
 
     path: str = ""
-    variable: str = ""
-    levels: tuple[float, ...] = ()
-    layout: Literal["store", "chaosbench"] = "store"
+    variables: tuple[str, ...] = ()
+    aggregation: Literal["", "instant", "mean"] = ""
     regrid: Literal["conservative", "bilinear"] = "conservative"
-    aggregation: Literal["mean", "first"] = "mean"
+    weight: float = 1.0
 
 
-@dataclasses.dataclass(frozen=True)
-class Era5Settings:
-    """Where the ERA5 state comes from, its daily time axis and the date splits (``era5`` source).
-
-    Attributes:
-        layout: ``weatherbench2`` (one zarr store or netCDF file, dims time, level, latitude, longitude) or
-            ``chaosbench`` (a directory of one zarr per day, named ``...YYYYMMDD.zarr``).
-        variable: The state variable in the store (``temperature`` in WeatherBench2, ``t`` in ChaosBench).
-        levels: Pressure levels (hPa, by value) that become the state's channels, in order.
-        aggregation: Sub-daily states to one daily state: ``mean`` or ``first`` (the 00 UTC analysis).
-        train, valid, test: Inclusive date ranges ``(first, last)`` of the splits.
-        missing: A day absent from any source: ``error`` (reported, nothing runs) or ``skip`` (reported;
-            no window contains it).
-        normalization_days: Days of the training period (evenly spaced) the normalization is fitted on.
-        prepared: A store written by ``python -m slams_jax.prepare`` to train from; empty: stream from the sources.
-        aux: The auxiliary modalities' sources, by modality name (``--config.data.era5.aux.precip.path=...``).
-    """
-
-    layout: Literal["weatherbench2", "chaosbench"] = "weatherbench2"
-    variable: str = "temperature"
-    levels: tuple[float, ...] = ()
-    aggregation: Literal["mean", "first"] = "mean"
-    train: tuple[str, ...] = ("2000-01-01", "2015-12-31")
-    valid: tuple[str, ...] = ("2016-01-01", "2019-12-31")
-    test: tuple[str, ...] = ("2021-01-01", "2022-12-31")
-    missing: Literal["error", "skip"] = "error"
-    normalization_days: int = 366
-    prepared: str = ""
-    aux: Mapping[str, AuxSourceSettings] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self):
-        bounds = {}
-        for split in ("train", "valid", "test"):
-            pair = getattr(self, split)
-            if len(pair) != 2:
-                raise ValueError(f"{split}={pair!r}: expected (first_date, last_date)")
-            try:
-                lo, hi = (np.datetime64(d, "D") for d in pair)
-            except ValueError as e:
-                raise ValueError(f"{split}={pair!r}: not dates ({e})") from e
-            if hi < lo:
-                raise ValueError(f"{split}={pair!r}: the last date is before the first")
-            bounds[split] = (lo, hi)
-        for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+def _check_periods(periods: Mapping[str, tuple[str, ...]]) -> None:
+    """Every split a ``(first, last)`` pair of dates, the last not before the first, no two overlapping."""
+    bounds = {}
+    for split, pair in periods.items():
+        if len(pair) != 2:
+            raise ValueError(f"{split}={pair!r}: expected (first_date, last_date), e.g. ('2021-01-01', '2021-01-20')")
+        try:
+            lo, hi = (np.datetime64(d, "ns") for d in pair)
+        except ValueError as e:
+            raise ValueError(f"{split}={pair!r}: not dates ({e})") from e
+        if len(str(pair[1]).strip()) <= 10:
+            hi = hi + np.timedelta64(1, "D") - np.timedelta64(1, "ns")
+        if hi < lo:
+            raise ValueError(f"{split}={pair!r}: the last date is before the first")
+        bounds[split] = (lo, hi)
+    names = list(bounds)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
             (a0, a1), (b0, b1) = bounds[a], bounds[b]
             if a0 <= b1 and b0 <= a1:
-                raise ValueError(f"the {a} period {getattr(self, a)} overlaps the {b} period {getattr(self, b)}")
-        if self.normalization_days < 1:
-            raise ValueError(f"normalization_days={self.normalization_days}: expected at least 1")
+                raise ValueError(f"the {a} period {periods[a]} overlaps the {b} period {periods[b]}")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
     """Where the data come from and how they are split.
 
+    Two sources: ``kolmogorov``, the embedded default (generated trajectories, split by trajectory:
+    ``n_train``, ``n_valid``, ``n_test``, ``n_states``), and ``dataset``, any gridded netCDF or zarr data
+    (:mod:`slams_jax.data.gridded`; one trajectory per split, split by date).
+
     Attributes:
-        source: ``kolmogorov`` (generated, the embedded default) or ``era5``.
-        era5_path: Path of an ERA5 store (``era5`` source only).
-        cache_dir: Where generated data are cached; empty means ``WORKDIR/data``.
-        n_train, n_valid, n_test: Trajectories per split (split by trajectory).
-        n_states: States per trajectory.
-        modalities: The state modality first, then the auxiliary ones.
+        source: ``kolmogorov`` or ``dataset``.
+        path: The dataset's files: a netCDF file, a zarr store, a directory of them or a glob.
+        variables: The state's channels: ``name``, ``name@level`` (one level, by value) or
+            ``channel=name@level``.
+        cadence: The state spacing: empty for the files' own, or a resampling such as ``6h`` or ``1D``.
+        aggregation: A state at ``t``: the value at ``t`` (``instant``) or the mean over ``[t, t + cadence)``.
+        train, valid, test: Inclusive ``(first, last)`` dates (or date-times) of the splits.
+        periodic: Whether longitude wraps: ``"auto"`` (when the grid spans the globe), ``"yes"`` or ``"no"``.
+        missing: A state time with no data: ``error`` (reported, nothing runs) or ``skip`` (no window holds it).
+        normalization_states: Training states (evenly spaced) the normalization is fitted on.
+        prepared: A store written by ``python -m slams_jax.prepare`` to train from; empty: read the files.
+        aux: Auxiliary modalities by name (``--config.data.aux.precip.path=...``).
+        cache_dir: Where generated (Kolmogorov) data are cached; empty means ``WORKDIR/data``.
+        n_train, n_valid, n_test, n_states: The Kolmogorov trajectories per split and their states.
+        modalities: The state modality first, then the auxiliary ones; for ``dataset`` they follow from
+            ``variables`` and ``aux`` when left empty.
         kolmogorov: Settings of the Kolmogorov-flow generator.
-        era5: Sources, daily time axis and date splits of the ``era5`` source.
     """
 
-    source: Literal["kolmogorov", "era5"] = "kolmogorov"
-    era5_path: str = ""
+    source: Literal["kolmogorov", "dataset"] = "kolmogorov"
+    path: str = ""
+    variables: tuple[str, ...] = ()
+    cadence: str = ""
+    aggregation: Literal["instant", "mean"] = "instant"
+    train: tuple[str, ...] = ()
+    valid: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
+    periodic: Literal["auto", "yes", "no"] = "auto"
+    missing: Literal["error", "skip"] = "error"
+    normalization_states: int = 366
+    prepared: str = ""
+    aux: Mapping[str, AuxSettings] = dataclasses.field(default_factory=dict)
     cache_dir: str = ""
     n_train: int = 48
     n_valid: int = 8
@@ -129,7 +126,32 @@ class DataSettings:
     n_states: int = 64
     modalities: tuple[ModalitySettings, ...] = ()
     kolmogorov: KolmogorovConfig = KolmogorovConfig()
-    era5: Era5Settings = Era5Settings()
+
+    def __post_init__(self):
+        if self.source != "dataset":
+            return
+        from slams_jax.data.gridded.source import parse_variables
+
+        periods = {s: getattr(self, s) for s in ("train", "valid", "test")}
+        empty = [s for s, p in periods.items() if not p]
+        if empty:
+            raise ValueError(f"the dataset source needs date ranges: set config.data.{empty[0]}, e.g. "
+                             "('2021-01-01', '2021-01-20')")
+        _check_periods(periods)
+        if self.normalization_states < 1:
+            raise ValueError(f"normalization_states={self.normalization_states}: expected at least 1")
+        derived = [ModalitySettings("state", tuple(v.channel for v in parse_variables(self.variables,
+                                                                                      "config.data.variables")))]
+        for name, a in self.aux.items():
+            channels = tuple(v.channel for v in parse_variables(a.variables, f"config.data.aux.{name}.variables"))
+            derived.append(ModalitySettings(name, channels, a.weight))
+        if not self.modalities:
+            object.__setattr__(self, "modalities", tuple(derived))
+            return
+        given = [(m.name, m.variables) for m in self.modalities]
+        if given != [(m.name, m.variables) for m in derived]:
+            raise ValueError(f"modalities {given} do not match config.data.variables and config.data.aux "
+                             f"({[(m.name, m.variables) for m in derived]}); leave config.data.modalities empty")
 
     @property
     def state(self) -> ModalitySettings:
@@ -151,4 +173,4 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["ModalitySettings", "AuxSourceSettings", "Era5Settings", "DataSettings", "to_plain"]
+__all__ = ["ModalitySettings", "AuxSettings", "DataSettings", "to_plain"]

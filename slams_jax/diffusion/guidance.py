@@ -165,7 +165,8 @@ class MMPS(Guidance):
             denoiser and one JVP and VJP of the observation model). Exact when it
             reaches the number of distinct eigenvalues of the observation covariance.
         cg_tolerance: Stop earlier once the residual is this fraction of the right-hand side (0: always run
-            ``cg_iterations``); each member of an ensemble stops at its own residual.
+            ``cg_iterations``); each member of an ensemble stops at its own residual. The system is solved
+            whitened by the noise standard deviations, so the residual is measured in units of the noise.
         max_shift: As for :class:`Guidance`; 3 by default.
     """
 
@@ -190,12 +191,16 @@ class MMPS(Guidance):
             forward_vjp = jax.linear_transpose(forward_jvp, x0)
             back = lambda v: denoise_vjp(forward_vjp(v)[0])[0]  # (dA(x_hat)/dx_t)^T v
             cov_scale = jnp.square(sigma) / mu
+            # (s^2 I + A Cov[x | x_t] A^T) u = y - A(x_hat), Cov = sigma^2 / mu (d x_hat / d x_t), solved whitened
+            # by the noise (u = w / s): I + (A Cov A^T) / s s^T is as well conditioned as the problem allows
+            # whatever the spread of the stds, and a value with a huge std (a placeholder) is exactly inert.
+            white = 1.0 / lik.std
 
-            def matvec(v):  # (s^2 I + A Cov[x | x_t] A^T) v with Cov = sigma^2 / mu (d x_hat / d x_t)
-                return jnp.square(lik.std) * v + cov_scale * forward_jvp(back(v))
+            def matvec(w):
+                return w + cov_scale * white * forward_jvp(back(white * w))
 
-            u, _, _ = conjugate_gradient(matvec, lik.y - pred, self.cg_iterations, self.cg_tolerance)
-            return _damped(eps, -sigma * back(u), mu, sigma, self.max_shift)
+            w, _, _ = conjugate_gradient(matvec, white * (lik.y - pred), self.cg_iterations, self.cg_tolerance)
+            return _damped(eps, -sigma * back(white * w), mu, sigma, self.max_shift)
 
         return eps_post
 

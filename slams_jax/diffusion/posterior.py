@@ -25,10 +25,11 @@ from jax.sharding import Mesh
 from slams_jax._types import Array, ArrayLike, Float, PRNGKey
 from slams_jax.diffusion.ensemble import outputs, sample_posterior_prior, sample_posterior_problems
 from slams_jax.diffusion.guidance import MMPS, Guidance
-from slams_jax.diffusion.prior import resolve_prior
+from slams_jax.diffusion.prior import resolve_prior, with_precision
 from slams_jax.diffusion.multistep import Multistep
 from slams_jax.diffusion.samplers import Sampler
 from slams_jax.errors import SamplingError
+from slams_jax.observation.files.stations import as_observations
 from slams_jax.observation.observations import Observation, ObservationError
 from slams_jax.observation.operators import Operator
 
@@ -51,6 +52,10 @@ class SamplingOptions:
         mesh: Devices to use (:func:`slams_jax.parallel.data_mesh`); ``None``: every visible device. Members
             are split over them; with fewer members than devices, a trained prior's score windows are.
         progress: Write a progress line (steps done, trajectories, elapsed) to standard error.
+        precision: ``f32``, ``bf16`` (the networks' convolutions on bfloat16 operands, summed in float32;
+            parameters, sampler state, likelihood and solves in float32) or ``auto`` (``bf16`` on accelerators,
+            ``f32`` on a CPU): :func:`~slams_jax.diffusion.prior.with_precision`. The returned state is decoded
+            in float32.
     """
 
     guidance: Guidance = MMPS()
@@ -59,6 +64,7 @@ class SamplingOptions:
     divergence_bound: float | None = 100.0
     mesh: Mesh | None = None
     progress: bool = False
+    precision: str = "f32"
 
     @classmethod
     def merge(cls, options: SamplingOptions | None, overrides: Mapping[str, Any], caller: str) -> SamplingOptions:
@@ -103,9 +109,10 @@ def latent_observation(
 
 
 def posterior_sample(
-    key: PRNGKey, prior: Any, observations: Sequence[Observation], *, n_samples: int = 1,
+    key: PRNGKey, prior: Any, observations: Sequence[Observation] | Any, *, n_samples: int = 1,
     length: int | None = None, shape: tuple[int, ...] | None = None, schedule=None, space: str = "latent",
-    like=None, return_latent: bool = False, options: SamplingOptions | None = None, **settings: Any,
+    like=None, return_latent: bool = False, options: SamplingOptions | None = None, times=None, grid=None,
+    modalities: Mapping[str, Sequence[str]] | None = None, **settings: Any,
 ):
     """Sample an ensemble of trajectories from the posterior given observations.
 
@@ -115,7 +122,11 @@ def posterior_sample(
             :class:`~slams_jax.diffusion.prior.PosteriorPrior`), a :class:`~slams_jax.diffusion.prior.Prior`,
             or a plain noise predictor ``eps(x, t)`` of one trajectory ``x`` of ``shape`` (then
             ``shape`` and ``schedule`` are required and the observable modality is ``state`` = ``x`` itself).
-        observations: :class:`~slams_jax.observation.observations.Observation` objects, any mix of modalities.
+        observations: :class:`~slams_jax.observation.observations.Observation` objects, any mix of modalities;
+            a pandas DataFrame (an observation table, :func:`slams_jax.table_observations`) may stand for some
+            of them, or for all: it needs ``times`` and ``grid`` (or ``like``) and is matched with the default
+            tolerance, its stds from its ``std`` column (else build its observations with
+            :func:`~slams_jax.table_observations` first).
         n_samples: Ensemble size (members are mapped over keys and split over the devices).
         length: Number of states of the trajectory (trained priors; any length >= the score window).
         shape, schedule: Shape of one trajectory and VP schedule of a callable prior.
@@ -125,6 +136,11 @@ def posterior_sample(
         return_latent: Also return the samples of the diffused variable (latent for SLAMS).
         options, **settings: The :class:`SamplingOptions` (``guidance``, ``sampler``, ``batch_size``,
             ``divergence_bound``, ``mesh``), as a record and/or as keywords (keywords win).
+        times, grid: For observation tables: the trajectory's state times ``(time,)`` and its grid, a pair
+            ``(lat, lon)`` or an xarray object with those coordinates (and ``time``); default: ``like``'s, else
+            the grid a trained model was trained on (``TrainedModel.coordinates``, gridded data).
+        modalities: For observation tables: ``{modality: variable names}``; default: a trained model's
+            modalities (``prior.settings.data.modalities``), else the prior's state channels.
 
     Returns:
         The state ensemble in physical units, ``(n_samples, time, lat, lon, channel)`` (for a callable prior:
@@ -139,15 +155,28 @@ def posterior_sample(
     o = SamplingOptions.merge(options, settings, "posterior_sample")
     prior_obj, mesh = resolve_prior(prior, length=length, shape=shape, schedule=schedule, space=space,
                                     trajectories=n_samples, divergence_bound=o.divergence_bound, mesh=o.mesh)
-    observations = list(observations)
+    if grid is None and like is None and getattr(prior, "coordinates", None):  # a model trained on gridded data
+        grid = (prior.coordinates["latitude"], prior.coordinates["longitude"])
+    observations = as_observations(observations, grid=like if grid is None else grid, times=times,
+                                   modalities=_table_modalities(prior, prior_obj, modalities))
     if not observations:
         raise ObservationError("posterior_sample: no observations given (use TrainedModel.sample_prior for the prior)")
-    x = sample_posterior_prior(key, prior_obj, observations, n_samples, o.guidance, o.sampler, o.batch_size, mesh,
-                               o.progress)
+    x = sample_posterior_prior(key, with_precision(prior_obj, o.precision), observations, n_samples, o.guidance,
+                               o.sampler, o.batch_size, mesh, o.progress)
     state = outputs(prior_obj, x)
     if like is not None:
         state = to_xarray(np.asarray(state), like, prior_obj.channels)
     return (state, x) if return_latent else state
+
+
+def _table_modalities(prior: Any, prior_obj, modalities) -> dict[str, tuple[str, ...]]:
+    """The variables an observation table may name, per observable modality of the prior."""
+    if modalities is not None:
+        return {str(m): tuple(v) for m, v in modalities.items()}
+    data = getattr(getattr(prior, "settings", None), "data", None)  # a trained model knows every modality's
+    if data is not None:
+        return {m.name: tuple(m.variables) for m in data.modalities if m.name in prior_obj.observables}
+    return {prior_obj.state: tuple(prior_obj.channels)} if prior_obj.state and prior_obj.channels else {}
 
 
 def posterior_sample_batch(
@@ -185,8 +214,8 @@ def posterior_sample_batch(
     prior_obj, mesh = resolve_prior(prior, length=length, shape=shape, schedule=schedule, space=space,
                                     trajectories=len(problems) * n_samples, divergence_bound=o.divergence_bound,
                                     mesh=o.mesh)
-    x, failures = sample_posterior_problems(keys, prior_obj, problems, n_samples, o.guidance, o.sampler,
-                                            o.batch_size, mesh, o.progress)
+    x, failures = sample_posterior_problems(keys, with_precision(prior_obj, o.precision), problems, n_samples,
+                                            o.guidance, o.sampler, o.batch_size, mesh, o.progress)
     bad = [f for f in failures if f]
     if bad and errors == "raise":
         raise SamplingError(bad[0])

@@ -136,6 +136,31 @@ def callable_prior(
     )
 
 
+#: ``precision`` -> the networks' convolution operand dtype (``None``: as the parameters, float32).
+PRECISIONS = {"f32": None, "bf16": "bfloat16"}
+
+
+def with_precision(prior: Prior, precision: str) -> Prior:
+    """``prior`` with its networks' convolutions in ``precision``: ``f32``, ``bf16`` or ``auto``.
+
+    ``bf16`` rounds the operands of every convolution of the score network and the decoders to bfloat16 and
+    sums in float32 (:class:`~slams_jax.nn.layers.Conv`); the parameters, the sampler's state, the guidance's
+    likelihood and solves stay float32. ``auto`` is ``bf16`` on accelerators and ``f32`` on a CPU, which has no
+    fast bfloat16 convolutions. Only the prior's callables that offer ``with_compute_dtype(dtype)`` (a trained
+    model's networks) change; a plain callable ``eps(x, t)`` keeps its own precision.
+    """
+    if precision == "auto":
+        precision = "f32" if jax.default_backend() == "cpu" else "bf16"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: expected one of {sorted(PRECISIONS) + ['auto']}")
+    dtype = PRECISIONS[precision]
+
+    def cast(fn):
+        return fn.with_compute_dtype(dtype) if hasattr(fn, "with_compute_dtype") else fn
+
+    return dataclasses.replace(prior, eps_fn=cast(prior.eps_fn), decoders=tuple((k, cast(d)) for k, d in prior.decoders))
+
+
 def resolve_prior(prior: Any, *, length: int | None, shape: tuple[int, ...] | None, schedule: VPSchedule | None,
                   space: str, trajectories: int, divergence_bound: float | None, mesh: Mesh | None
                   ) -> tuple[Prior, Mesh]:
@@ -170,4 +195,4 @@ def resolve_prior(prior: Any, *, length: int | None, shape: tuple[int, ...] | No
                     f"got {type(prior)}")
 
 
-__all__ = ["Prior", "PosteriorPrior", "callable_prior", "resolve_prior", "Decoder"]
+__all__ = ["Prior", "PosteriorPrior", "callable_prior", "resolve_prior", "with_precision", "PRECISIONS", "Decoder"]

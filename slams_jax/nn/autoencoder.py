@@ -104,12 +104,14 @@ class _Encoder(nn.Module):
     padding_modes: Sequence[PaddingMode]
     norm: NormKind
     activation: str
+    compute_dtype: str | None = None
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         for i, width in enumerate(self.widths):
             stride = 2 if i < self.strided else 1
-            x = Conv(width, self.kernel_size, strides=stride, padding_modes=self.padding_modes, name=f"conv_{i}")(x)
+            x = Conv(width, self.kernel_size, strides=stride, padding_modes=self.padding_modes,
+                     compute_dtype=self.compute_dtype, name=f"conv_{i}")(x)
             if i < len(self.widths) - 1:
                 x = _NormAct(self.norm, self.activation, name=f"norm_{i}")(x, train)
         return x
@@ -122,6 +124,7 @@ class _DecoderTrunk(nn.Module):
     padding_modes: Sequence[PaddingMode]
     norm: NormKind
     activation: str
+    compute_dtype: str | None = None
 
     @nn.compact
     def __call__(self, z: Array, train: bool) -> Array:
@@ -131,7 +134,8 @@ class _DecoderTrunk(nn.Module):
         for i in reversed(range(1, len(self.widths))):
             if i < self.strided:
                 x = upsample_nearest(x, spatial)
-            x = Conv(self.widths[i - 1], self.kernel_size, padding_modes=self.padding_modes, name=f"conv_{i}")(x)
+            x = Conv(self.widths[i - 1], self.kernel_size, padding_modes=self.padding_modes,
+                     compute_dtype=self.compute_dtype, name=f"conv_{i}")(x)
             x = _NormAct(self.norm, self.activation, name=f"norm_{i}")(x, train)
         # The mirror of encoder layer 0 is the per-modality head, which works at full resolution.
         if self.strided > 0:
@@ -145,12 +149,14 @@ class _Head(nn.Module):
     kernel_size: int
     padding_modes: Sequence[PaddingMode]
     activation: str
+    compute_dtype: str | None = None
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        x = Conv(self.hidden, self.kernel_size, padding_modes=self.padding_modes, name="conv_0")(x)
+        conv = dict(kernel_size=self.kernel_size, padding_modes=self.padding_modes, compute_dtype=self.compute_dtype)
+        x = Conv(self.hidden, name="conv_0", **conv)(x)
         x = activation_fn(self.activation)(x)
-        return Conv(self.channels, self.kernel_size, padding_modes=self.padding_modes, name="conv_1")(x)
+        return Conv(self.channels, name="conv_1", **conv)(x)
 
 
 class MultimodalAutoencoder(nn.Module):
@@ -167,6 +173,8 @@ class MultimodalAutoencoder(nn.Module):
         padding_modes: one padding mode per spatial axis (``("edge", "circular")`` for (lat, lon)).
         state: name of the primary modality; the others are auxiliary. Its batch and grid shape are the
             reference the other modalities are checked against.
+        compute_dtype: operand dtype of every convolution (``"bfloat16"``: mixed precision, see
+            :class:`~slams_jax.nn.layers.Conv`); ``None``: float32. The parameters are float32 either way.
 
     Initialise through ``__call__`` (``model.init(key, values)``) so that every head gets parameters.
     """
@@ -180,6 +188,7 @@ class MultimodalAutoencoder(nn.Module):
     activation: str = "relu"
     padding_modes: tuple[PaddingMode, ...] = ("edge", "circular")
     state: str = "state"
+    compute_dtype: str | None = None
 
     def setup(self):
         names = [name for name, _ in self.modalities]
@@ -206,11 +215,13 @@ class MultimodalAutoencoder(nn.Module):
             padding_modes=self.padding_modes,
             norm=self.norm,
             activation=self.activation,
+            compute_dtype=self.compute_dtype,
         )
         self.encoder = _Encoder(**common)
         self.trunk = _DecoderTrunk(**common)
         self.heads = {
-            name: _Head(self.hidden_channels[0], channels, self.kernel_size, self.padding_modes, self.activation)
+            name: _Head(self.hidden_channels[0], channels, self.kernel_size, self.padding_modes, self.activation,
+                        self.compute_dtype)
             for name, channels in self.modalities
         }
 

@@ -41,6 +41,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.linen.dtypes import promote_dtype
 from jax.custom_derivatives import SymbolicZero
 
 from slams_jax._types import Array, Embedding, Float, Time
@@ -170,6 +171,9 @@ class Conv(nn.Module):
         strides: an int or one stride per axis.
         padding_modes: one :data:`PaddingMode` per spatial axis; their number sets 1-D or 2-D.
         use_bias: add a learned bias.
+        compute_dtype: dtype of the convolution's operands (e.g. ``"bfloat16"``); ``None``: the input's. The
+            parameters stay float32, the product is accumulated and returned in the input's dtype, so only
+            the multiplications are rounded (see :func:`conv_general_dilated`).
     """
 
     features: int
@@ -177,6 +181,7 @@ class Conv(nn.Module):
     strides: int | tuple[int, ...] = 1
     padding_modes: Sequence[PaddingMode] = ("circular", "circular")
     use_bias: bool = True
+    compute_dtype: str | None = None
 
     @nn.compact
     def __call__(self, x: Float[Array, "*batch *spatial c_in"]) -> Float[Array, "*batch *out c_out"]:
@@ -185,6 +190,9 @@ class Conv(nn.Module):
         kernel = _as_tuple(self.kernel_size, n, "kernel_size")
         strides = _as_tuple(self.strides, n, "strides")
         pads = tuple(((k - 1) // 2, k // 2) for k in kernel)
+        dtype = x.dtype
+        if self.compute_dtype is not None:
+            x = x.astype(self.compute_dtype)  # before the padding gather: it moves half the bytes
         # "zeros" axes are padded by the convolution itself; the others by one gather
         x = pad_spatial(x, [(0, 0) if m == "zeros" else p for m, p in zip(modes, pads)], modes)
         implicit = [p if m == "zeros" else (0, 0) for m, p in zip(modes, pads)]
@@ -194,9 +202,27 @@ class Conv(nn.Module):
             # the U-Net, forward and training step); one zero row/column in front, whose outputs are cropped,
             # selects the fast kernel, same values.
             implicit = [(1, 0)] * n
+        convolve = None
+        if _cpu() or self.compute_dtype is not None:
+            convolve = functools.partial(conv_general_dilated, result_dtype=dtype, loop_layout=_cpu())
+        # float32 parameters; the kernel is rounded to the compute dtype for the product, the bias is added to
+        # the (input-dtype) result as it is
         y = nn.Conv(self.features, kernel, strides=strides, padding=implicit, use_bias=self.use_bias,
-                    conv_general_dilated=conv_general_dilated if _cpu() else None)(x)
+                    param_dtype=jnp.float32, promote_dtype=_promoter(self.compute_dtype),
+                    conv_general_dilated=convolve)(x)
         return y[(Ellipsis, *([slice(1, None)] * n), slice(None))] if crop else y
+
+
+@functools.lru_cache(maxsize=None)
+def _promoter(compute_dtype: str | None):
+    """flax's ``promote_dtype`` hook: inputs and kernel in ``compute_dtype``, the bias untouched."""
+    if compute_dtype is None:
+        return promote_dtype  # flax's default: every operand in their common dtype
+
+    def promote(inputs, kernel, bias, dtype=None, inexact=True):
+        return [inputs.astype(compute_dtype), kernel.astype(compute_dtype), bias]
+
+    return promote
 
 
 def _cpu() -> bool:
@@ -207,30 +233,39 @@ def _cpu_valid_workaround() -> bool:
     return _cpu()
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _convolve(x: Array, kernel: Array, options: tuple) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _convolve(x: Array, kernel: Array, options: tuple, swap: bool) -> Array:
     return jax.lax.conv_general_dilated(x, kernel, **dict(options))
 
 
 @functools.partial(_convolve.defjvp, symbolic_zeros=True)
-def _convolve_jvp(options, primals, tangents):
+def _convolve_jvp(options, swap, primals, tangents):
     (x, kernel), (dx, dkernel) = primals, tangents
     kw = dict(options)
     y = jax.lax.conv_general_dilated(x, kernel, **kw)
     terms = []
     if not isinstance(dx, SymbolicZero):
-        # The same map, spelled with the kernel's feature axes exchanged: JAX transposes a convolution by
-        # exchanging them, so the input gradient comes out in the (spatial, in, out) layout again.
-        dn = kw["dimension_numbers"]
-        out, inp, *spatial = dn.rhs_spec
-        swapped = dn._replace(rhs_spec=(inp, out, *spatial))
-        terms.append(jax.lax.conv_general_dilated(dx, jnp.swapaxes(kernel, out, inp), **{**kw, "dimension_numbers": swapped}))
+        # Mixed precision: the input tangent comes out in the operands' dtype and is then widened, so that its
+        # transpose (the input gradient) gets a narrow cotangent and convolves narrow operands too; JAX's own
+        # rule would widen the kernel to the float32 cotangent instead.
+        tkw = {k: v for k, v in kw.items() if k != "preferred_element_type"}
+        if swap:
+            # The same map, spelled with the kernel's feature axes exchanged: JAX transposes a convolution by
+            # exchanging them, so the input gradient comes out in the (spatial, in, out) layout again.
+            dn = kw["dimension_numbers"]
+            out, inp, *spatial = dn.rhs_spec
+            tkw["dimension_numbers"] = dn._replace(rhs_spec=(inp, out, *spatial))
+            t = jax.lax.conv_general_dilated(dx, jnp.swapaxes(kernel, out, inp), **tkw)
+        else:
+            t = jax.lax.conv_general_dilated(dx, kernel, **tkw)
+        terms.append(t.astype(y.dtype))
     if not isinstance(dkernel, SymbolicZero):
         terms.append(jax.lax.conv_general_dilated(x, dkernel, **kw))
     return y, (sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y))
 
 
-def conv_general_dilated(lhs: Array, rhs: Array, window_strides, padding, *, dimension_numbers, **options) -> Array:
+def conv_general_dilated(lhs: Array, rhs: Array, window_strides, padding, *, dimension_numbers,
+                         result_dtype=None, loop_layout: bool = True, **options) -> Array:
     """``jax.lax.conv_general_dilated`` (same values) whose input gradient XLA:CPU runs fast inside loops.
 
     JAX transposes a convolution (its input gradient, which guided sampling takes at every step) by exchanging
@@ -239,13 +274,28 @@ def conv_general_dilated(lhs: Array, rhs: Array, window_strides, padding, *, dim
     gradient ran a naive loop, ~25x slower: 93% of a sampling call. Here the derivative is the same map spelled
     so that its transpose comes out in the fast layout; the forward tangent (``jax.jvp`` inside a loop, e.g.
     MMPS's linearized decoder) takes the exchanged layout instead. The kernel gradient is JAX's own.
+
+    Mixed precision: with ``lhs`` (and ``rhs``) narrower than ``result_dtype`` (bfloat16 operands, a float32
+    result), the convolution sums in ``result_dtype`` (``preferred_element_type``). Its input tangent and that
+    tangent's transpose (the guidance's gradient) convolve bfloat16 operands to a bfloat16 result, widened at
+    once; every other sum of the network (norms, residuals, the guidance's reductions) stays float32.
+
+    Args:
+        result_dtype: dtype of the result (default: the operands').
+        loop_layout: spell the derivative as above (XLA:CPU); ``False``: the derivative in JAX's layout.
     """
+    if result_dtype is not None and jnp.dtype(result_dtype) != lhs.dtype:
+        rhs = rhs.astype(lhs.dtype)
+        options["preferred_element_type"] = jnp.dtype(result_dtype)
+    elif not loop_layout:
+        return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers,
+                                            **options)
     dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     padding = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     static = (("window_strides", tuple(window_strides)), ("padding", padding), ("dimension_numbers", dn),
               *sorted(options.items()))
-    return _convolve(lhs, rhs, static)
+    return _convolve(lhs, rhs, static, bool(loop_layout))
 
 
 def time_features(t: Time, frequencies: int) -> Float[Array, "*batch 2*{frequencies}"]:

@@ -69,6 +69,7 @@ class ModResidualBlock(nn.Module):
     padding_modes: Sequence[PaddingMode]
     activation: str
     layer_norm: bool
+    compute_dtype: str | None = None
 
     @nn.compact
     def __call__(
@@ -81,7 +82,7 @@ class ModResidualBlock(nn.Module):
         y = x + shift
         if self.layer_norm:
             y = _channel_norm(y)
-        conv = dict(kernel_size=self.kernel_size, padding_modes=self.padding_modes)
+        conv = dict(kernel_size=self.kernel_size, padding_modes=self.padding_modes, compute_dtype=self.compute_dtype)
         y = Conv(channels, **conv)(y)
         y = activation_fn(self.activation)(y)
         y = Conv(channels, **conv)(y)
@@ -100,6 +101,9 @@ class UNet(nn.Module):
             the number of spatial axes.
         activation: activation name (see :func:`~slams_jax.nn.layers.activation_fn`).
         layer_norm: parameter-free channel LayerNorm in residues and tails.
+        compute_dtype: operand dtype of every convolution (``"bfloat16"``: mixed precision, see
+            :class:`~slams_jax.nn.layers.Conv`); ``None``: float32. Parameters, activations, norms and sums
+            stay float32, so the parameters are the same either way.
     """
 
     out_channels: int
@@ -109,6 +113,7 @@ class UNet(nn.Module):
     padding_modes: Sequence[PaddingMode] = ("circular", "circular")
     activation: str = "silu"
     layer_norm: bool = False
+    compute_dtype: str | None = None
 
     @nn.compact
     def __call__(
@@ -139,12 +144,13 @@ class UNet(nn.Module):
         x = x.reshape((math.prod(batch),) + x.shape[len(batch) :])
         emb = emb.reshape((math.prod(batch), emb.shape[-1]))
 
-        conv = dict(kernel_size=self.kernel_size, padding_modes=self.padding_modes)
+        conv = dict(kernel_size=self.kernel_size, padding_modes=self.padding_modes, compute_dtype=self.compute_dtype)
         block = dict(
             kernel_size=self.kernel_size,
             padding_modes=self.padding_modes,
             activation=self.activation,
             layer_norm=self.layer_norm,
+            compute_dtype=self.compute_dtype,
         )
         levels = len(self.hidden_channels)
 
@@ -176,7 +182,8 @@ class ScoreUNet(nn.Module):
     Attributes:
         channels: channels of ``x`` (and of the output).
         embedding: size of the time embedding fed to every residual block.
-        hidden_channels, hidden_blocks, kernel_size, padding_modes, activation, layer_norm: see :class:`UNet`.
+        hidden_channels, hidden_blocks, kernel_size, padding_modes, activation, layer_norm, compute_dtype: see
+            :class:`UNet` (the time embedding is float32 in any case).
     """
 
     channels: int
@@ -187,6 +194,7 @@ class ScoreUNet(nn.Module):
     padding_modes: Sequence[PaddingMode] = ("circular", "circular")
     activation: str = "silu"
     layer_norm: bool = False
+    compute_dtype: str | None = None
 
     @nn.compact
     def __call__(self, x: Float[Array, "*batch *spatial channel"], t: Time) -> Float[Array, "*batch *spatial channel"]:
@@ -208,6 +216,7 @@ class ScoreUNet(nn.Module):
             padding_modes=self.padding_modes,
             activation=self.activation,
             layer_norm=self.layer_norm,
+            compute_dtype=self.compute_dtype,
         )(x, emb)
 
 

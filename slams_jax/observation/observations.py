@@ -2,8 +2,9 @@
 
 An :class:`Observation` of modality ``m`` says ``values = operator(x_m) + noise`` where ``x_m`` is the
 trajectory ``(time, lat, lon, channel)`` of modality ``m`` **in physical units** (the state or any auxiliary
-modality such as precipitation or OLR), and the noise is Gaussian with standard deviation ``std``: a scalar
-or one value per output channel (the operator's last axis). The special modality ``latent`` observes the
+modality such as precipitation or OLR), and the noise is Gaussian with standard deviation ``std``: a scalar,
+one value per output channel (the operator's last axis), or one per value (an array shaped like ``values``,
+e.g. the per-row ``std`` of an observation table). The special modality ``latent`` observes the
 standardized latent trajectory directly: that is the paper's own setting, see
 :func:`slams_jax.diffusion.posterior.latent_observation`.
 
@@ -32,20 +33,29 @@ class Observation:
         modality: Name of the observed modality (``state``, an auxiliary one, or ``latent``).
         operator: Measurement operator from a trajectory ``(time, lat, lon, channel)`` of that modality.
         values: Observed values, shaped like the operator's output.
-        std: Noise standard deviation, a scalar or one per output channel (physical units).
+        std: Noise standard deviation (physical units): a scalar (stored as a float), one per output channel
+            (a tuple) or one per value (a read-only float32 array shaped like ``values``). Consumers that need
+            one per value use :meth:`std_array`.
         name: Label used in messages and outputs; defaults to ``modality:operator``.
     """
 
     modality: str
     operator: Operator
     values: np.ndarray
-    std: float | tuple[float, ...] = 1.0
+    std: float | tuple[float, ...] | np.ndarray = 1.0
     name: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "values", np.asarray(self.values, np.float32))
         std = np.asarray(self.std, np.float32)
-        object.__setattr__(self, "std", float(std) if std.ndim == 0 else tuple(float(s) for s in std.ravel()))
+        if std.ndim == 0:
+            object.__setattr__(self, "std", float(std))
+        elif std.ndim > 1 or (std.shape == self.values.shape and std.size > 1 and self.values.ndim > 1):
+            per_value = std.copy()
+            per_value.flags.writeable = False
+            object.__setattr__(self, "std", per_value)
+        else:
+            object.__setattr__(self, "std", tuple(float(s) for s in std.ravel()))
         if not self.name:
             object.__setattr__(self, "name", f"{self.modality}:{self.operator!r}")
         bad = ~np.isfinite(self.values)
@@ -57,12 +67,26 @@ class Observation:
             )
         s = np.atleast_1d(np.asarray(self.std, np.float32))
         if not (np.all(np.isfinite(s)) and np.all(s > 0)):
-            raise ObservationError(f"observation {self.name!r}: noise std {self.std!r} must be finite and positive")
-        if s.size > 1 and (self.values.ndim == 0 or s.size != self.values.shape[-1]):
+            bad_s = np.argwhere(~(np.isfinite(s) & (s > 0)))[0]
+            raise ObservationError(f"observation {self.name!r}: noise std {float(s[tuple(bad_s)])!r} (at index "
+                                   f"{tuple(int(i) for i in bad_s)}) must be finite and positive")
+        if isinstance(self.std, np.ndarray):
+            if self.std.shape != self.values.shape:
+                raise ObservationError(
+                    f"observation {self.name!r}: noise stds of shape {self.std.shape} but values of shape "
+                    f"{self.values.shape}; expected a scalar, one per channel (last axis) or one per value"
+                )
+        elif s.size > 1 and (self.values.ndim == 0 or s.size != self.values.shape[-1]):
             raise ObservationError(
                 f"observation {self.name!r}: {s.size} noise stds given but the values have shape "
-                f"{self.values.shape}; expected a scalar or one per channel (last axis)"
+                f"{self.values.shape}; expected a scalar, one per channel (last axis) or one per value"
             )
+
+    def std_summary(self) -> float | tuple[float, ...] | dict[str, float]:
+        """``std`` for a report (JSON): as it is when a scalar or per channel, else its min, mean and max."""
+        if not isinstance(self.std, np.ndarray):
+            return self.std
+        return {"min": float(self.std.min()), "mean": float(self.std.mean()), "max": float(self.std.max())}
 
     def std_array(self) -> np.ndarray:
         """The noise standard deviation broadcast to the shape of ``values``."""

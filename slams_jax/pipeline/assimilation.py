@@ -6,7 +6,9 @@ checkpoints carry the model settings and normalization), takes a window of the t
 (synthetic ones from the truth, and/or observation files: :mod:`slams_jax.pipeline.observing`), samples an
 ensemble from the posterior with :func:`slams_jax.posterior_sample` (guidance and sampler from
 :mod:`slams_jax.pipeline.methods`), scores it next to a baseline, and writes under ``WORKDIR/assimilation/``
-(:mod:`slams_jax.pipeline.outputs`):
+(:mod:`slams_jax.pipeline.outputs`). ``config.assimilation.mode`` is ``smoother`` (one posterior of the
+window given all its observations) or ``filter`` (cycled through the window, each state's analysis from
+the observations up to its time only, :mod:`slams_jax.pipeline.filtering`); either writes
 
 - ``analysis.nc``: the ensemble ``analysis (member, time, y, x, channel)`` with the truth, the ensemble
   mean and spread and the naive baseline, with coordinates and attributes;
@@ -34,10 +36,12 @@ from slams_jax.baselines.interpolation import interpolation_baseline, observed_s
 from slams_jax.data import datasets
 from slams_jax.data.regrid import area_weights
 from slams_jax.diffusion.guidance import Guidance
-from slams_jax.diffusion.posterior import posterior_sample
+from slams_jax.diffusion.posterior import posterior_sample, posterior_sample_batch
 from slams_jax.diffusion.samplers import Sampler
+from slams_jax.errors import ConfigError
 from slams_jax.metrics import ensemble_scores
 from slams_jax.observation.observations import Observation
+from slams_jax.pipeline.filtering import cycle_problems, filter_analysis
 from slams_jax.pipeline.configuration import (
     AssimilationSettings, assimilation_settings_from_config, parallel_settings_from_config,
 )
@@ -45,15 +49,17 @@ from slams_jax.pipeline.methods import make_guidance, make_sampler
 from slams_jax.pipeline.observing import build_operator, make_observations, read_observation_files
 from slams_jax.pipeline.outputs import figures, write_dataset, write_json
 from slams_jax.pipeline.pretrained import TrainedModel, load_trained
-from slams_jax.pipeline.sources import SourceData, is_geographic, load_window
+from slams_jax.pipeline.sources import SourceData, is_geographic, load_source, load_window
+from slams_jax.pipeline.verification import baseline_fields, format_verification, threedvar_fields, verify, \
+    write_points
 
 
-def load_truth(a: AssimilationSettings, model: TrainedModel, workdir: Path,
-               source: SourceData | None = None) -> tuple[Any, dict[str, np.ndarray]]:
+def load_truth(a: AssimilationSettings, model: TrainedModel, workdir: Path, source: SourceData | None = None,
+               dataset=None) -> tuple[Any, dict[str, np.ndarray]]:
     """The true window of ``a`` as xarray (with coordinates) and as ``{modality: (time, y, x, channel)}``
-    arrays in physical units."""
+    arrays in physical units (``dataset``: the in-memory ``xarray.Dataset`` the model was trained on)."""
     settings = model.settings
-    window = load_window(settings.data, settings.seed, workdir, a.trajectory, a.start, a.length, source)
+    window = load_window(settings.data, settings.seed, workdir, a.trajectory, a.start, a.length, source, dataset)
     raw = datasets.to_arrays(window.expand_dims("trajectory"), settings.data.modalities)
     return window, {k: v[0] for k, v in raw.items()}
 
@@ -66,9 +72,30 @@ def sample_posterior(key, a: AssimilationSettings, model: TrainedModel, observat
     analysis, latent = posterior_sample(
         key, model, observations, n_samples=a.members, length=a.length, space=a.space, guidance=guidance,
         sampler=sampler, batch_size=a.batch_size or None, return_latent=True,
-        divergence_bound=a.divergence_bound or None, mesh=mesh, progress=True,
+        divergence_bound=a.divergence_bound or None, mesh=mesh, progress=True, precision=a.precision,
     )
     return np.asarray(analysis), latent, time.perf_counter() - t0
+
+
+def sample_filter(key, a: AssimilationSettings, model: TrainedModel, observations: list[Observation],
+                  guidance: Guidance, sampler: Sampler, mesh) -> tuple[np.ndarray, float]:
+    """The cycled analysis ``(member, time, y, x, channel)`` of ``mode='filter'`` (each state from the
+    observations up to its time, :mod:`slams_jax.pipeline.filtering`) and the sampling time in seconds."""
+    t0 = time.perf_counter()
+    score = model.settings.score if a.space == "latent" else model.settings.pixel_score
+    lag = a.lag or score.window
+    if lag < score.window:
+        raise ConfigError(f"config.assimilation.lag={lag}: a cycle's window must hold the score window of "
+                          f"{score.window} states (0 takes it)")
+    problems = cycle_problems(observations, a.length, lag)
+    keys = jax.random.split(key, len(problems))
+    chunk = a.cycle_batch or len(problems)
+    windows = [posterior_sample_batch(
+        keys[lo:lo + chunk], model, problems[lo:lo + chunk], n_samples=a.members, length=lag, space=a.space,
+        guidance=guidance, sampler=sampler, batch_size=a.batch_size or None,
+        divergence_bound=a.divergence_bound or None, mesh=mesh, progress=True, precision=a.precision)
+        for lo in range(0, len(problems), chunk)]
+    return filter_analysis(np.concatenate(windows), a.length, lag), time.perf_counter() - t0
 
 
 def _deterministic_scores(field: np.ndarray, truth: np.ndarray, channels, weights=None) -> dict:
@@ -105,7 +132,7 @@ def score_analysis(a: AssimilationSettings, model: TrainedModel, truth: Mapping[
                                                  weights=weights)},
         "baseline": {state_name: _deterministic_scores(baseline, truth[state_name], state_vars, weights)},
     }
-    if a.space == "latent":
+    if a.space == "latent" and latent is not None:  # the filter keeps no latent: its state is scored alone
         for m in data.modalities[1:]:
             decoded = jax.jit(jax.vmap(lambda z, name=m.name: model.normalization.denormalize(name, model.decode(z, name))))
             scores["analysis"][m.name] = ensemble_scores(decoded(latent), jnp.asarray(truth[m.name]), m.variables,
@@ -113,14 +140,38 @@ def score_analysis(a: AssimilationSettings, model: TrainedModel, truth: Mapping[
     return scores, baseline
 
 
+def verify_withheld(a: AssimilationSettings, model: TrainedModel, workdir: Path, window, truth: np.ndarray,
+                    analysis: np.ndarray, state_obs: list[Observation], source: SourceData | None, dataset):
+    """The analysis and the classical methods scored at the withheld stations of ``a.verify``."""
+    data = model.settings.data
+    if not is_geographic(data):
+        raise ConfigError(f"config.assimilation.verify={a.verify!r}: station verification needs a latitude-longitude "
+                          "grid (config.data.source='dataset')")
+    source = source or load_source(data, model.settings.seed, workdir, dataset)
+    state = data.state.name
+    train = source.arrays["train"][state]
+    fields = {"analysis": analysis, **baseline_fields(state_obs, window, truth.shape,
+                                                      np.asarray(model.normalization.mean[state], np.float32),
+                                                      train, model.normalization, state)}
+    tuning = None
+    if a.threedvar:
+        extra, tuning = threedvar_fields(a, model, source, state_obs, window)
+        fields.update(extra)
+    report, points = verify(a.verify, window, data.state.variables, fields)
+    if tuning is not None:
+        report["3dvar_tuning"] = tuning
+    return report, points
+
+
 def _describe(a: AssimilationSettings, guidance, sampler, observations: list[Observation], sampling_s: float,
               mesh, weights) -> dict[str, Any]:
     """The report's header: the window, the method, the observations, where and how long it ran."""
     return {
         "window": {"trajectory": a.trajectory, "start": a.start, "length": a.length},
+        "mode": a.mode,
         "members": a.members, "space": a.space, "guidance": repr(guidance), "sampler": repr(sampler),
         "observations": [{"name": o.name, "operator": repr(o.operator), "n_values": int(o.values.size),
-                          "std": o.std} for o in observations],
+                          "std": o.std_summary()} for o in observations],
         "sampling_s": sampling_s,
         "device": str(jax.devices()[0].device_kind),
         "devices": parallel.describe(mesh),
@@ -136,7 +187,7 @@ def _write_outputs(out: Path, workdir: Path, a: AssimilationSettings, model: Tra
     out.mkdir(parents=True, exist_ok=True)
     units = [str(window[v].attrs.get("units", "")) for v in state_vars]
     attrs = {"title": "slams_jax posterior ensemble", "guidance": report["guidance"], "sampler": report["sampler"],
-             "space": a.space, "observations": "; ".join(o.name for o in observations),
+             "space": a.space, "mode": a.mode, "observations": "; ".join(o.name for o in observations),
              "source_workdir": str(workdir.resolve())}
     write_dataset(out / "analysis.nc", window, state_vars, units, analysis, truth, baseline, attrs)
     if a.figures:
@@ -146,7 +197,7 @@ def _write_outputs(out: Path, workdir: Path, a: AssimilationSettings, model: Tra
 
 
 def assimilate(config: Any, workdir: str | os.PathLike, *, model: TrainedModel | None = None,
-               source: SourceData | None = None) -> dict[str, Any]:
+               source: SourceData | None = None, dataset=None) -> dict[str, Any]:
     """Assimilate ``config.assimilation`` observations of a test window; writes ``WORKDIR/assimilation/``.
 
     Args:
@@ -154,6 +205,8 @@ def assimilate(config: Any, workdir: str | os.PathLike, *, model: TrainedModel |
         workdir: The trained experiment's directory.
         model: The model of ``workdir`` if already loaded (else it is loaded from the checkpoints).
         source: The experiment's data if already loaded (Kolmogorov flow is then not read again).
+        dataset: The ``xarray.Dataset`` the model was trained on, when it was passed in from Python
+            (``train_and_evaluate(config, workdir, dataset=ds)``).
 
     Returns:
         The metrics report (also written to ``WORKDIR/assimilation/metrics.json``).
@@ -165,12 +218,16 @@ def assimilate(config: Any, workdir: str | os.PathLike, *, model: TrainedModel |
     parallel.initialize(par)
     mesh = parallel.data_mesh(par.devices)
     model = load_trained(workdir) if model is None else model
-    window, truth = load_truth(a, model, workdir, source)
+    window, truth = load_truth(a, model, workdir, source, dataset)
 
     k_obs, k_sample = jax.random.split(jax.random.PRNGKey(a.seed))
     observations = make_observations(a, model, truth, k_obs) + read_observation_files(a, model, window)
     guidance, sampler = make_guidance(a), make_sampler(a)
-    analysis, latent, sampling_s = sample_posterior(k_sample, a, model, observations, guidance, sampler, mesh)
+    if a.mode == "filter":
+        latent = None
+        analysis, sampling_s = sample_filter(k_sample, a, model, observations, guidance, sampler, mesh)
+    else:
+        analysis, latent, sampling_s = sample_posterior(k_sample, a, model, observations, guidance, sampler, mesh)
 
     state_name = model.settings.data.state.name
     state_obs = [o for o in observations if o.modality == state_name]
@@ -178,11 +235,17 @@ def assimilate(config: Any, workdir: str | os.PathLike, *, model: TrainedModel |
     weights = area_weights(window[latitude].values) if is_geographic(model.settings.data) else None
     scores, baseline = score_analysis(a, model, truth, analysis, latent, state_obs, weights)
     report = {**_describe(a, guidance, sampler, observations, sampling_s, mesh, weights), **scores}
+    points = None
+    if a.verify:
+        report["verification"], points = verify_withheld(a, model, workdir, window, truth[state_name], analysis,
+                                                         state_obs, source, dataset)
 
     if not parallel.is_main_process():  # every process sampled its members; process 0 writes
         return report
     out = workdir / "assimilation"
     _write_outputs(out, workdir, a, model, window, observations, analysis, truth[state_name], baseline, report)
+    if points is not None:
+        write_points(out / "verification.csv", points)
     report["wall_s"] = time.perf_counter() - t_start
     write_json(out / "metrics.json", report)
     return report
@@ -199,6 +262,8 @@ def format_report(report: Mapping[str, Any]) -> str:
             base = (f"{b['rmse']:8.4f} {b['crps']:8.4f} {b['wasserstein1']:8.4f}" if b else f"{'-':>8s} {'-':>8s} {'-':>8s}")
             lines.append(f"  {name + '.' + var:18s} {s['rmse']:8.4f} {s['spread']:8.4f} {s['crps']:8.4f} "
                          f"{s['wasserstein1']:8.4f}             {base}")
+    if "verification" in report:
+        lines.append(format_verification(report["verification"]))
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ a frozen dataclass, field by field, after the field's type annotation:
   only a string.
 
 Every error is a :class:`~slams_jax.errors.ConfigError` that names the offending key as it is written on
-the command line (``config.data.era5.train[1]``): an unknown key (listing the valid ones), a missing one,
+the command line (``config.data.train[1]``): an unknown key (listing the valid ones), a missing one,
 an ill-typed value, or a value the dataclass's own ``__post_init__`` refuses. The inverse,
 :func:`to_plain`, gives the JSON form a checkpoint stores.
 

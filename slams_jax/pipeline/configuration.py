@@ -16,7 +16,7 @@ import dataclasses
 import types
 from typing import Any, Literal, Mapping, Sequence
 
-from slams_jax.data.settings import AuxSourceSettings, DataSettings, Era5Settings, ModalitySettings, to_plain
+from slams_jax.data.settings import AuxSettings, DataSettings, ModalitySettings, to_plain
 from slams_jax.diffusion.multistep import STEPS as MULTISTEP_STEPS
 from slams_jax.diffusion.samplers import CORRECTIONS, TAU
 from slams_jax.diffusion.schedules import VPSchedule
@@ -24,7 +24,8 @@ from slams_jax.errors import ConfigError
 from slams_jax.pipeline.builder import as_mapping, build_settings, convert
 
 STAGES = ("autoencoder", "score", "pixel_score")
-Padding = Literal["circular", "zeros", "edge", "reflect", "pole"]
+# "auto": what the data's grid calls for (slams_jax.data.gridded.padding), resolved when training starts
+Padding = Literal["auto", "circular", "zeros", "edge", "reflect", "pole"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +82,7 @@ class TrainSettings:
         log_every, eval_every, checkpoint_every: Intervals in steps.
         eval_batches: Validation batches per evaluation.
         max_to_keep: Checkpoints kept per stage.
-        area_weighted: Weight the losses by grid-cell area (cos latitude) on geographic grids (``era5``), so
+        area_weighted: Weight the losses by grid-cell area (cos latitude) on geographic grids (the ``dataset`` source), so
             the crowded polar rows do not dominate.
     """
 
@@ -205,6 +206,8 @@ class SamplingSettings:
             (the reference predictor-corrector, ``corrections``, ``tau``), ``sde`` (reverse SDE) or ``ode``
             (probability flow, ``solver``); ``steps`` is the step count of all
             (``solver``: ``euler``/``heun`` for sde, ``euler``/``heun``/``tsit5`` for ode; empty for the default).
+        precision: the networks' convolutions during sampling: ``f32``, ``bf16`` (mixed precision) or ``auto``
+            (``bf16`` on accelerators, ``f32`` on a CPU); see :func:`slams_jax.diffusion.prior.with_precision`.
     """
 
     guidance: Literal["sda", "dps", "mmps"] = "mmps"
@@ -220,6 +223,7 @@ class SamplingSettings:
     solver: str = ""
     eta: float = 0.0
     order: int = 2
+    precision: Literal["f32", "bf16", "auto"] = "f32"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +242,15 @@ class AssimilationSettings(SamplingSettings):
         figures: Write PNG figures.
         divergence_bound: Largest plausible |value| of a standardized latent (or normalized pixel) sample;
             beyond it the sampling is reported as diverged. 0 disables the check.
+        mode: ``smoother`` (one posterior over the whole window, every observation) or ``filter`` (cycled:
+            the analysis at each state of the window uses only the observations up to its time, from a
+            lag window of ``lag`` states ending there; :mod:`slams_jax.pipeline.filtering`).
+        lag: States of a filter cycle's window (0: the score window, ``2 * order + 1``).
+        cycle_batch: Filter cycles sampled in one program (0: all of them).
+        verify: An observation table of withheld stations (CSV, parquet or netCDF; ``time, lat, lon, variable,
+            observation``), never assimilated: the analysis and the baselines are scored at them
+            (:mod:`slams_jax.pipeline.verification`); empty: none.
+        threedvar: Add 3D-Var (static B tuned on held-out training observations) to the verification.
     """
 
     seed: int = 0
@@ -251,6 +264,11 @@ class AssimilationSettings(SamplingSettings):
     files: tuple[ObservationFileSettings, ...] = ()
     figures: bool = True
     divergence_bound: float = 100.0
+    mode: Literal["smoother", "filter"] = "smoother"
+    lag: int = 0
+    cycle_batch: int = 0
+    verify: str = ""
+    threedvar: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,6 +372,5 @@ __all__ = [
     "STAGES", "ModalitySettings", "DataSettings", "AutoencoderSettings", "ScoreSettings",
     "TrainSettings", "Settings", "ConfigError", "settings_from_config", "settings_to_dict",
     "settings_from_dict", "ObservationSettings", "ObservationFileSettings", "AssimilationSettings", "SamplingSettings",
-    "assimilation_settings_from_config", "ParallelSettings", "parallel_settings_from_config", "Era5Settings",
-    "AuxSourceSettings",
+    "assimilation_settings_from_config", "ParallelSettings", "parallel_settings_from_config", "AuxSettings",
 ]

@@ -20,7 +20,7 @@ import numpy as np
 from slams_jax import coords
 from slams_jax.diffusion.posterior import latent_observation
 from slams_jax.errors import ConfigError
-from slams_jax.observation.files import read_gridded, read_stations
+from slams_jax.observation.files import read_gridded, read_stations, read_table, table_observations
 from slams_jax.observation.observations import Observation, observe
 from slams_jax.observation.operators import (
     Channels,
@@ -101,11 +101,16 @@ def make_observations(
 
 
 def read_observation_files(a: AssimilationSettings, model: TrainedModel, window) -> list[Observation]:
-    """The observations of ``a.files``, on the grid and at the times of the truth ``window`` (xarray)."""
+    """The observations of ``a.files``, on the grid and at the times of the truth ``window`` (xarray).
+
+    A ``stations`` file is an observation table (:func:`slams_jax.read_table`). With ``variable`` set, only
+    its rows of that channel of ``modality`` are read (every row, without a ``variable`` column); without,
+    each row's ``variable`` names its channel: one of ``modality``'s, else one of another modality's.
+    The grid's longitude is periodic only where it spans the globe.
+    """
     lat_name = coords.find(window.coords, "latitude", grid=True)
     lon_name = coords.find(window.coords, "longitude", grid=True)
     grid_lat, grid_lon = window[lat_name].values, window[lon_name].values
-    period = float(len(grid_lon) * (grid_lon[1] - grid_lon[0]))
     out = []
     modalities = {m.name: m for m in model.settings.data.modalities}
     for i, f in enumerate(a.files):
@@ -116,8 +121,16 @@ def read_observation_files(a: AssimilationSettings, model: TrainedModel, window)
                       grid_lat=grid_lat, grid_lon=grid_lon, times=window["time"].values)
         if f.kind == "grid":
             out.extend(read_gridded(f.path, **kwargs))
+        elif f.variable:
+            out.extend(read_stations(f.path, **kwargs))
         else:
-            out.extend(read_stations(f.path, period=period, **kwargs))
+            # the file's modality first, so a channel name it shares with another modality is its own
+            names = {f.modality: tuple(variables)}
+            names.update({m: tuple(v for v in s.variables if v not in variables)
+                          for m, s in modalities.items() if m != f.modality})
+            table = read_table(f.path, variable=variables[0])
+            out.extend(table_observations(table, grid_lat=grid_lat, grid_lon=grid_lon, times=kwargs["times"],
+                                          modalities=names, std=f.std))
     return out
 
 

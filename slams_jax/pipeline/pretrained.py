@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -69,6 +69,8 @@ class TrainedModel:
         latent_mean, latent_std: Statistics standardizing the latent space for the score.
         pixel_score: Parameters of the pixel-space window score, or ``None``.
         grid: Spatial shape ``(y, x)`` of the data.
+        coordinates: The geographic grid of gridded data, ``{"latitude", "longitude", "periodic"}`` (the
+            files' order), or ``None`` (Kolmogorov flow, or a checkpoint written before it was stored).
     """
 
     settings: Settings
@@ -79,6 +81,7 @@ class TrainedModel:
     latent_mean: Array | None
     latent_std: Array | None
     pixel_score: PyTree | None = None
+    coordinates: Mapping[str, Any] | None = None
 
     def encode(self, values: Mapping[str, Float[ArrayLike, "*batch y x c"]]) -> Float[Array, "*batch h w latent"]:
         """Normalized modalities -> standardized latent state (the space the latent prior lives in)."""
@@ -141,6 +144,7 @@ def load_trained(workdir: str | os.PathLike) -> TrainedModel:
         latent_mean=mean,
         latent_std=std,
         pixel_score=None if pixel is None else jax.tree_util.tree_map(jnp.asarray, pixel),
+        coordinates=ae_meta.get("coordinates"),
     )
 
 
@@ -153,6 +157,11 @@ class _TrajectoryEps:
 
     def __call__(self, params, x, t):
         return self.score.trajectory_eps(params["score"], x, t, spread_windows=self.spread_windows)
+
+    def with_compute_dtype(self, dtype: str | None) -> _TrajectoryEps:
+        """The same score with its convolutions in ``dtype`` (mixed precision; same parameters)."""
+        network = self.score.network.clone(compute_dtype=dtype)
+        return dataclasses.replace(self, score=dataclasses.replace(self.score, network=network))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +178,12 @@ class _Physical:
             x = decode_with(self.autoencoder, params["autoencoder"], z, self.modality)
         # the normalization is per channel over the last axis, as the latent standardization
         return unstandardize(x, params["mean"][self.modality], params["std"][self.modality])
+
+    def with_compute_dtype(self, dtype: str | None) -> _Physical:
+        """The same decoder with its convolutions in ``dtype`` (mixed precision; same parameters)."""
+        if self.autoencoder is None:
+            return self
+        return dataclasses.replace(self, autoencoder=self.autoencoder.clone(compute_dtype=dtype))
 
 
 def _latent(params, z):

@@ -1,13 +1,13 @@
-"""The experiment's data, whichever its source: the one place where Kolmogorov flow and ERA5 part ways.
+"""The experiment's data, whichever its source: the one place where Kolmogorov flow and gridded data part ways.
 
 Two sources feed the same pipeline (``config.data.source``):
 
 - ``kolmogorov`` (the embedded default): trajectories generated once and cached as netCDF
   (:mod:`slams_jax.data.datasets`), split by trajectory, held in memory;
-- ``era5``: daily states read by date from the stores (or from the store written by
-  ``python -m slams_jax.prepare``), split by date, streamed lazily (:mod:`slams_jax.data.era5`); its
-  test split is one trajectory, the days of the test period. Its grid is geographic (latitude x longitude),
-  so losses and scores can be weighted by cell area.
+- ``dataset``: any gridded netCDF or zarr data (ERA5 among them, ``configs/era5.py``), one trajectory per
+  split, split by date, streamed lazily (:mod:`slams_jax.data.gridded`), or an ``xarray.Dataset`` passed
+  in from Python. Its grid is geographic (latitude x longitude, in the files' order), so losses and
+  scores can be weighted by cell area, and longitude wraps only where the grid spans the globe.
 
 :func:`load_source` gives the training view of either (normalized splits, the normalization fitted on the
 training split, the grid); :func:`load_window` the assimilation view (a window of the test split in
@@ -24,14 +24,14 @@ from typing import Mapping
 import numpy as np
 import xarray as xr
 
-from slams_jax.data import datasets
+from slams_jax.data import datasets, gridded
 from slams_jax.data.settings import DataSettings
 from slams_jax.errors import ConfigError
 
 
 def is_geographic(data: DataSettings) -> bool:
-    """Whether the source's grid is latitude x longitude (``era5``), so cell-area weights exist."""
-    return data.source == "era5"
+    """Whether the source's grid is latitude x longitude (``dataset``), so cell-area weights exist."""
+    return data.source == "dataset"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,16 +41,21 @@ class SourceData:
     Attributes:
         data: The data settings they were loaded with.
         arrays: ``{split: {modality: (trajectory, time, y, x, channel)}}``, normalized (in-memory arrays for
-            Kolmogorov flow, lazy or memory-mapped ones for ERA5).
+            Kolmogorov flow, lazy or memory-mapped ones for gridded data).
         normalization: Per-modality normalization, fitted on the training split.
         splits: The Kolmogorov splits as xarray datasets in physical units (the assimilation's truth is cut
-            from them); ``None`` for ERA5, whose windows are read from the stores by date.
+            from them); ``None`` for gridded data, whose windows are read from the files by date.
+        coordinates: The geographic grid (latitude, longitude in the files' order, periodic longitude), or
+            ``None`` (Kolmogorov flow).
+        dataset: The ``xarray.Dataset`` the data came from when passed in from Python, else ``None``.
     """
 
     data: DataSettings
     arrays: Mapping[str, datasets.Arrays]
     normalization: datasets.Normalization
     splits: Mapping[str, xr.Dataset] | None = None
+    coordinates: gridded.Grid | None = None
+    dataset: xr.Dataset | None = None
 
     @property
     def grid(self) -> list[int]:
@@ -58,31 +63,30 @@ class SourceData:
         return list(self.arrays["train"][self.data.state.name].shape[2:-1])
 
     def latitude(self) -> np.ndarray | None:
-        """Latitudes (north to south) of the grid's rows on a geographic grid, else ``None``."""
-        if not is_geographic(self.data):
-            return None
-        from slams_jax.data import era5
-
-        return era5.grid_latitude(self.data)
+        """Latitudes of the grid's rows (in the files' order) on a geographic grid, else ``None``."""
+        return None if self.coordinates is None else self.coordinates.latitude
 
 
-def load_source(data: DataSettings, seed: int, workdir: str | os.PathLike) -> SourceData:
+def load_source(data: DataSettings, seed: int, workdir: str | os.PathLike,
+                dataset: xr.Dataset | None = None) -> SourceData:
     """Load (or generate), split and normalize the data; the normalization is fitted on the train split only.
 
     Args:
         data: The data settings.
         seed: The experiment's seed (the Kolmogorov trajectories are generated from it).
         workdir: Where generated data are cached (``WORKDIR/data`` unless ``data.cache_dir``).
+        dataset: The ``dataset`` source's data in memory, in place of ``config.data.path``.
 
     Returns:
-        The :class:`SourceData`. ERA5: lazy arrays that read the sources (or the prepared store) by date as
-        batches are drawn; nothing is loaded whole.
+        The :class:`SourceData`. Gridded data: lazy arrays that read the files (or the prepared store) by
+        date as batches are drawn; nothing is loaded whole.
     """
     if is_geographic(data):
-        from slams_jax.data import era5
-
-        arrays, norm = era5.training_arrays(data)
-        return SourceData(data, arrays, norm)
+        arrays, norm, grid = gridded.training_arrays(data, dataset)
+        return SourceData(data, arrays, norm, coordinates=grid, dataset=dataset)
+    if dataset is not None:
+        raise ConfigError("an xarray.Dataset was passed in but config.data.source='kolmogorov'; set "
+                          "config.data.source='dataset' (configs/dataset.py)")
     ds = datasets.load_dataset(data, seed, workdir)
     splits = datasets.split_dataset(ds, data)
     raw = {name: datasets.to_arrays(split, data.modalities) for name, split in splits.items()}
@@ -92,24 +96,30 @@ def load_source(data: DataSettings, seed: int, workdir: str | os.PathLike) -> So
 
 
 def load_window(data: DataSettings, seed: int, workdir: str | os.PathLike, trajectory: int, start: int,
-                length: int, source: SourceData | None = None) -> xr.Dataset:
+                length: int, source: SourceData | None = None, dataset: xr.Dataset | None = None) -> xr.Dataset:
     """States ``start .. start + length - 1`` of one test trajectory, physical units, with coordinates.
 
     Args:
         data, seed, workdir: As for :func:`load_source`.
-        trajectory, start, length: The window (``config.assimilation``); ERA5 has one test trajectory (0).
+        trajectory, start, length: The window (``config.assimilation``); gridded data have one test
+            trajectory (0).
         source: The data already loaded by :func:`load_source`, if any (Kolmogorov flow is then not
-            read again).
+            read again; an in-memory dataset is reused).
+        dataset: The ``dataset`` source's data in memory, in place of ``config.data.path``.
 
     Returns:
-        The window's data variables, dims ``(time, latitude, longitude)`` (ERA5) or ``(time, y, x)``.
+        The window's data variables, dims ``(time, latitude, longitude)`` (gridded) or ``(time, y, x)``.
     """
     if is_geographic(data):
-        from slams_jax.data import era5
-
         if trajectory != 0:
-            raise ConfigError(f"config.assimilation.trajectory={trajectory}: ERA5's test split is one trajectory (0)")
-        return era5.window_dataset(data, "test", start, length)
+            raise ConfigError(f"config.assimilation.trajectory={trajectory}: a dataset's test split is one "
+                              "trajectory (0)")
+        if dataset is None and source is not None:
+            dataset = source.dataset
+        if dataset is None and not data.path:
+            raise ConfigError("this experiment was trained on an xarray.Dataset passed in from Python; pass it "
+                              "again (assimilate(config, workdir, dataset=ds))")
+        return gridded.window_dataset(data, "test", start, length, dataset)
     if source is not None and source.splits is not None:
         test = source.splits["test"]
     else:

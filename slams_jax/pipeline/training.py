@@ -43,6 +43,7 @@ from slams_jax._types import PRNGKey, PyTree
 from slams_jax.data import datasets
 from slams_jax.errors import ConfigError
 from slams_jax.pipeline.checkpointing import CheckpointError, StageCheckpointer
+from slams_jax.pipeline.checks import check_splits, resolve_settings
 from slams_jax.pipeline.configuration import (
     ParallelSettings, Settings, TrainSettings, parallel_settings_from_config, settings_from_config, settings_to_dict,
 )
@@ -213,9 +214,10 @@ def run_stage(settings: Settings, stage: Stage, workdir: Path, log: MetricsLog,
     return state, summary
 
 
-def prepare_data(settings: Settings, workdir: Path) -> tuple[dict[str, datasets.Arrays], datasets.Normalization]:
+def prepare_data(settings: Settings, workdir: Path, dataset=None) -> tuple[dict[str, datasets.Arrays],
+                                                                          datasets.Normalization]:
     """``({split: arrays}, normalization)`` of :func:`slams_jax.pipeline.sources.load_source`."""
-    source = load_source(settings.data, settings.seed, workdir)
+    source = load_source(settings.data, settings.seed, workdir, dataset)
     return dict(source.arrays), source.normalization
 
 
@@ -226,12 +228,16 @@ def _check_settings(settings: Settings, mesh: jax.sharding.Mesh) -> None:
         parallel.check_divisible(settings.train[stage].batch_size, mesh, f"config.train.batch_size of stage {stage}")
         if settings.train[stage].area_weighted and not is_geographic(settings.data):
             raise ConfigError(f"config.train.area_weighted (stage {stage}): the {settings.data.source!r} data have "
-                              "no latitude; cell-area weights need a geographic grid (the era5 source)")
+                              "no latitude; cell-area weights need a geographic grid (the dataset source)")
 
 
-def train_experiment(settings: Settings, par: ParallelSettings,
-                     workdir: str | os.PathLike) -> tuple[dict[str, dict[str, float]], SourceData]:
+def train_experiment(settings: Settings, par: ParallelSettings, workdir: str | os.PathLike,
+                     dataset=None) -> tuple[dict[str, dict[str, float]], SourceData]:
     """Train every stage of ``settings.stages`` in order, writing checkpoints and metrics under ``workdir``.
+
+    ``dataset`` (an ``xarray.Dataset``) stands for ``config.data.path`` of the ``dataset`` source. The
+    paddings set to ``"auto"`` are resolved against the data's grid first, and the splits checked against
+    the score window (:mod:`slams_jax.pipeline.checks`); the checkpoints store the resolved settings.
 
     Returns:
         ``({stage: summary}, data)``: the summaries of :func:`run_stage` and the data the stages were
@@ -242,12 +248,15 @@ def train_experiment(settings: Settings, par: ParallelSettings,
     _check_settings(settings, mesh)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    source = load_source(settings.data, settings.seed, workdir, dataset)
+    settings = resolve_settings(settings, source)
+    check_splits(settings, source)
     if parallel.is_main_process():
         (workdir / "config.json").write_text(json.dumps(settings_to_dict(settings), indent=2))
-    source = load_source(settings.data, settings.seed, workdir)
     log = MetricsLog(workdir / "metrics.jsonl")
     meta = {"format": CHECKPOINT_FORMAT, "settings": settings_to_dict(settings),
-            "normalization": source.normalization.to_dict(), "grid": source.grid}
+            "normalization": source.normalization.to_dict(), "grid": source.grid,
+            "coordinates": None if source.coordinates is None else source.coordinates.to_dict()}
     results = {}
     for name in settings.stages:
         stage = build_stage(settings, name, source, workdir, meta)
@@ -255,19 +264,21 @@ def train_experiment(settings: Settings, par: ParallelSettings,
     return results, source
 
 
-def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> dict[str, dict[str, float]]:
+def train_and_evaluate(config: Any, workdir: str | os.PathLike, dataset=None) -> dict[str, dict[str, float]]:
     """Train every stage of ``config.stages`` in order, writing checkpoints and metrics under ``workdir``.
 
     Args:
         config: An ``ml_collections.ConfigDict`` (or nested dict) as in ``configs/``; ``config.parallel``
             (optional) chooses the devices and joins a multi-host run.
         workdir: Output directory; rerunning with the same directory resumes.
+        dataset: An ``xarray.Dataset`` in place of ``config.data.path`` (``config.data.source='dataset'``,
+            e.g. ``configs/dataset.py``); pass it to :func:`slams_jax.assimilate` too.
 
     Returns:
         ``{stage: summary}`` with the final training and validation losses.
     """
     settings = settings_from_config(config)
-    return train_experiment(settings, parallel_settings_from_config(config), workdir)[0]
+    return train_experiment(settings, parallel_settings_from_config(config), workdir, dataset)[0]
 
 
 __all__ = [

@@ -238,19 +238,16 @@ def test_unsupported_operators_are_ignored_with_a_warning():
     shape = (2, 4, 6, 1)
     x = np.random.default_rng(6).normal(size=shape).astype(np.float32)
     usable = _obs(Coarsen(2), _coarse(x, Coarsen(2)))
-    stations = Stations(lat=(10.0,), lon=(30.0,), grid_lat=(60.0, 20.0, -20.0, -60.0),
-                        grid_lon=tuple(range(0, 360, 60)))
     others = [
         _obs(Saturate(), x, name="saturated"),
         _obs(Coarsen(2) >> Points((0,), (1,)), np.zeros((2, 1, 1), np.float32), name="coarse points"),
-        _obs(stations, np.zeros((2, 1, 1), np.float32), name="station"),
         _obs(Swath(footprint=2, width=1), np.zeros((2, 2, 1, 1), np.float32), name="swath"),
     ]
     for f in (spatial_interpolation, persistence):
         with pytest.warns(UserWarning) as record:
             out = f([usable, *others], shape)
         messages = " ".join(str(w.message) for w in record)
-        for name in ("saturated", "coarse points", "station", "swath"):
+        for name in ("saturated", "coarse points", "swath"):
             assert repr(name) in messages
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -301,3 +298,22 @@ def test_climatology_ensemble_draws_given_states():
         args = dict(states=states, members=2, length=2) | bad
         with pytest.raises(ValueError, match=match):
             climatology_ensemble(jax.random.key(0), **args)
+
+
+def test_stations_are_spread_from_their_fractional_grid_positions():
+    """A station on a cell is that cell's point; one between cells sits at its bilinear weights' centre, also
+    across the seam of a periodic grid (a regional grid keeps its ends apart)."""
+    grid_lat, grid_lon = (60.0, 20.0, -20.0, -60.0), tuple(float(v) for v in range(0, 360, 60))
+    shape = (1, 4, 6, 1)
+    on_cells = Stations(lat=(20.0, -60.0), lon=(120.0, 300.0), grid_lat=grid_lat, grid_lon=grid_lon)
+    values = np.array([[[1.0], [3.0]]], np.float32)
+    np.testing.assert_allclose(spatial_interpolation([_obs(on_cells, values)], shape),
+                               spatial_interpolation([_obs(Points((1, 3), (2, 5)), values)], shape), rtol=1e-6)
+    between = Stations(lat=(40.0, 0.0), lon=(330.0, 90.0), grid_lat=grid_lat, grid_lon=grid_lon)
+    row, col = between.positions
+    np.testing.assert_allclose(row, [0.5, 1.5])
+    np.testing.assert_allclose(col, [5.5, 1.5])  # 330 E: half way from column 5 to column 0 (6), across the seam
+    seam = Stations(lat=(40.0, 0.0), lon=(330.0, 150.0), grid_lat=grid_lat, grid_lon=grid_lon)
+    field = spatial_interpolation([_obs(seam, np.array([[[2.0], [4.0]]], np.float32))], shape)
+    assert field[0, 0, 0, 0] == pytest.approx(field[0, 0, 5, 0])  # each half a row, half a column from the seam one
+    assert field[0, 0, 0, 0] < 2.2  # and far from the other

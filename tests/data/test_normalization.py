@@ -6,7 +6,7 @@ References are NumPy's ``nanmean``/``nanstd`` and sums in long double, independe
 import numpy as np
 import pytest
 
-from slams_jax.data import datasets, era5
+from slams_jax.data import datasets, gridded
 from slams_jax.data.normalization import MIN_STD, Normalization, channel_moments, fit_chunks, fit_normalization
 from slams_jax.errors import DataError
 
@@ -79,10 +79,10 @@ class _Days:
         return (np.asarray(days, np.float64)[:, None, None, None] + noise).astype(np.float32)
 
 
-def test_era5_caller_chooses_evenly_spaced_days_and_shares_the_fit():
+def test_gridded_caller_chooses_evenly_spaced_states_and_shares_the_fit():
     days = np.arange(200)
     m = _Days()
-    norm = era5.fit_normalization({"state": m}, days, 50)
+    norm = gridded.fit_normalization({"state": m}, days, 50)
     read = np.concatenate(m.read_days)
     np.testing.assert_array_equal(read, np.unique(np.linspace(0, 199, 50).astype(int)))
     assert [len(r) for r in m.read_days] == [32, 18]  # read 32 days at a time

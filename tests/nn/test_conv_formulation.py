@@ -42,9 +42,11 @@ class _ReferenceConv(nn.Module):
     strides: int = 1
     padding_modes: tuple = ("circular", "circular")
     use_bias: bool = True
+    compute_dtype: str | None = None  # the networks pass it; float32 (None) only
 
     @nn.compact
     def __call__(self, x):
+        assert self.compute_dtype is None
         n = len(self.padding_modes)
         x = _reference_pad(x, [((self.kernel_size - 1) // 2, self.kernel_size // 2)] * n, self.padding_modes)
         return nn.Conv(self.features, (self.kernel_size,) * n, strides=self.strides, padding="VALID",

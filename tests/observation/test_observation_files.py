@@ -316,11 +316,16 @@ def test_wrong_spatial_shape(tmp_path):
 def test_station_beyond_latitude_range(tmp_path):
     rows = [(0.25, 0.0, 0.0, 1.0), (0.25, 80.0, 0.0, 1.0), (0.25, 10.0, 0.0, 1.0)]
     path = _write_csv(tmp_path / "far.csv", rows)
-    with pytest.raises(ObservationError, match=r"far\.csv', line 3: station at latitude 80\.0 is outside .*"
-                       r"latitude range \[-70\.0, 70\.0\]"):
+    with pytest.raises(ObservationError, match=r"far\.csv': Stations: 1 of 3 stations lie outside the grid \(latitude "
+                       r"range \[-70\.0, 70\.0\].*\): station 'line 3' at latitude 80\.0, longitude 0\.0$"):
         read_stations(path, **_kwargs(variable="u"))  # grid latitudes -70..70
-    with pytest.raises(ObservationError, match=r"far\.csv.*grid_lon.*uniformly spaced"):
-        read_stations(path, **_station_kwargs(grid_lon=np.sqrt(np.arange(N_LON))))
+    # a regional, non-uniform longitude axis 0 .. 3.3: every station of longitude 0 is on it, none east of it
+    (obs,) = read_stations(path, **_station_kwargs(grid_lon=np.sqrt(np.arange(N_LON))))
+    assert obs.operator.ops[-1].periodic is False
+    east = _write_csv(tmp_path / "east.csv", [(0.25, 0.0, 0.0, 1.0), (0.25, 10.0, 3.5, 1.0)])
+    with pytest.raises(ObservationError, match=r"east\.csv.*not periodic\): station 'line 3' at latitude 10\.0, "
+                       r"longitude 3\.5$"):
+        read_stations(east, **_station_kwargs(grid_lon=np.sqrt(np.arange(N_LON))))
 
 
 def test_no_matching_time(tmp_path):

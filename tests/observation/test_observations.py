@@ -106,8 +106,24 @@ def test_non_positive_or_nan_std_is_refused(std):
 
 def test_per_channel_std_must_match_the_last_axis():
     with pytest.raises(ObservationError, match=re.escape("observation 'o': 3 noise stds given but the values have "
-                                                         "shape (2, 5, 2); expected a scalar or one per channel")):
+                                                         "shape (2, 5, 2); expected a scalar, one per channel")):
         Observation("state", Identity(), np.zeros((2, 5, 2)), std=(1.0, 2.0, 3.0), name="o")
+
+
+def test_per_value_std_is_kept_read_only_and_must_match_the_values():
+    std = np.arange(1.0, 11.0).reshape(1, 5, 2)
+    obs = Observation("state", Identity(), np.zeros((1, 5, 2)), std=std, name="o")
+    assert isinstance(obs.std, np.ndarray) and not obs.std.flags.writeable
+    np.testing.assert_array_equal(obs.std_array(), std.astype(np.float32))
+    assert obs.std_summary() == {"min": 1.0, "mean": 5.5, "max": 10.0}
+    assert Observation("state", Identity(), np.zeros((1, 5, 2)), std=(1.0, 2.0)).std_summary() == (1.0, 2.0)
+    with pytest.raises(ObservationError, match=re.escape("observation 'o': noise stds of shape (1, 5, 1) but values "
+                                                         "of shape (1, 5, 2)")):
+        Observation("state", Identity(), np.zeros((1, 5, 2)), std=np.ones((1, 5, 1)), name="o")
+    bad = std.copy()
+    bad[0, 3, 1] = 0.0
+    with pytest.raises(ObservationError, match=re.escape("noise std 0.0 (at index (0, 3, 1)) must be finite")):
+        Observation("state", Identity(), np.zeros((1, 5, 2)), std=bad, name="o")
 
 
 # ------------------------------------------------------------------------------------------ check_observations

@@ -184,12 +184,15 @@ def test_stations_at_grid_nodes_return_node_values():
 
 def test_stations_refuse_latitudes_beyond_the_grid():
     grid_lat = np.linspace(60.0, -60.0, 5)
-    with pytest.raises(ValueError, match=r"station 1 at latitude 75\.0 is outside .*\[-60\.0, 60\.0\]"):
+    with pytest.raises(ValueError, match=r"1 of 2 stations lie outside the grid \(latitude range \[-60\.0, 60\.0\], "
+                       r"longitudes periodic.*\): station 1 at latitude 75\.0, longitude 0\.0$"):
         Stations(lat=(0.0, 75.0), lon=(0.0, 0.0), grid_lat=grid_lat, grid_lon=LON12)
     with pytest.raises(ValueError, match="2 latitudes but 1 longitudes"):
         Stations(lat=(0.0, 10.0), lon=(0.0,), grid_lat=grid_lat, grid_lon=LON12)
-    with pytest.raises(ValueError, match="uniformly spaced"):
-        Stations(lat=(0.0,), lon=(0.0,), grid_lat=grid_lat, grid_lon=(0.0, 10.0, 20.0))
+    with pytest.raises(ValueError, match=r"grid_lon: expected strictly ascending or strictly descending longitudes"):
+        Stations(lat=(0.0,), lon=(0.0,), grid_lat=grid_lat, grid_lon=(0.0, 10.0, 5.0))
+    with pytest.raises(ValueError, match=r"grid_lon: the longitudes span 360 >= 360"):
+        Stations(lat=(0.0,), lon=(0.0,), grid_lat=grid_lat, grid_lon=np.arange(13) * 30.0)
 
 
 def test_stations_repr_stays_short_on_large_grids():

@@ -31,17 +31,17 @@ def _one_line(done, kind, *words):
 
 @pytest.mark.parametrize("module", ["slams_jax.train", "slams_jax.prepare"])
 def test_a_missing_store_is_one_line_with_status_2(module, tmp_path):
-    done = _run(module, "--config=configs/era5.py", "--config.data.era5_path=/nonexistent", f"--workdir={tmp_path}")
-    _one_line(done, "MissingFileError", "/nonexistent", "does not exist")
+    done = _run(module, "--config=configs/era5.py", "--config.data.path=/nonexistent", f"--workdir={tmp_path}")
+    _one_line(done, "MissingFileError", "config.data.path='/nonexistent'", "no such file")
 
 
 def test_traceback_shows_where(tmp_path):
-    done = _run("slams_jax.train", "--config=configs/era5.py", "--config.data.era5_path=/nonexistent",
+    done = _run("slams_jax.train", "--config=configs/era5.py", "--config.data.path=/nonexistent",
                 f"--workdir={tmp_path}", "--traceback")
     assert done.returncode not in (0, 2), done.stderr[-2000:]
     assert "Traceback (most recent call last)" in done.stderr
-    assert "MissingFileError: data store /nonexistent does not exist" in done.stderr
-    assert "slams_jax/data/era5/stores.py" in done.stderr  # the frame that raised it
+    assert "MissingFileError: config.data.path='/nonexistent': no such file" in done.stderr
+    assert "slams_jax/data/gridded/files.py" in done.stderr  # the frame that raised it
 
 
 def test_assimilate_without_a_trained_model(tmp_path):
@@ -51,4 +51,4 @@ def test_assimilate_without_a_trained_model(tmp_path):
 
 def test_prepare_refuses_another_source(tmp_path):
     done = _run("slams_jax.prepare", "--config=configs/kolmogorov.py", f"--workdir={tmp_path}")
-    _one_line(done, "ConfigError", "config.data.source='kolmogorov'", "era5")
+    _one_line(done, "ConfigError", "config.data.source='kolmogorov'", "dataset source")

@@ -89,5 +89,5 @@ def test_cli_names_an_unknown_key(tmp_path):
 def test_era5_without_path_says_so(tmp_path):
     from slams_jax.pipeline.training import train_and_evaluate
 
-    with pytest.raises(FileNotFoundError, match="era5_path"):
+    with pytest.raises(FileNotFoundError, match="config.data.path is empty"):
         train_and_evaluate(load_config("era5"), tmp_path)

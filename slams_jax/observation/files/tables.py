@@ -1,212 +1,282 @@
-"""Station tables: a CSV file or a netCDF file of station records, read into rows of one variable.
+"""Observation tables: CSV, parquet or netCDF station records read into one validated pandas DataFrame.
 
-A table has the columns ``time, lat, lon, value`` and optionally ``variable`` (then only the rows of the
-observed variable are kept). The coordinate columns may be spelled any way :mod:`slams_jax.coords` accepts
-(``latitude``/``lat``, ``longitude``/``lon``, ``time``/``valid_time``/``date``). A CSV file has a header, in
-any order and case, and may have ``#`` comment lines; its times are numbers, or ISO 8601 dates when the
-trajectory times are ``datetime64``. A netCDF file holds the columns as 1-D variables along one dimension.
-Rows whose value is NaN (or empty) are dropped. Every row keeps a label (``line 3``, ``obs index 2``) for
-the messages.
+The layout is earth2studio's DataFrame schema: one row per measurement, columns ``time, lat, lon, variable,
+observation``, and optionally ``std`` (the row's noise standard deviation) and ``station`` (an id). Column
+names are matched case-blind and stripped; ``lat``/``lon``/``time`` may be spelled any way
+:mod:`slams_jax.coords` accepts (``latitude``, ``valid_time``...) and ``value`` is accepted for
+``observation`` (the older station-file spelling). Other columns are kept as they are.
+
+:func:`read_table` reads a file (told apart by suffix, else by its first bytes) and :func:`validate_table`
+checks a DataFrame: times are numbers or dates (ISO 8601 text is parsed, time zones converted to UTC),
+``lat``/``lon``/``observation``/``std`` are numbers (an empty or NaN ``observation`` is a missing one, left for
+the caller to drop), latitudes lie in [-90, 90] and ``std`` is positive. The index labels the rows in every
+message: ``line N`` of a CSV file, ``row N`` of a parquet file, ``<dim> index N`` of a netCDF file, and a
+DataFrame's own index otherwise; ``table.attrs["source"]`` names the file.
 """
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Sequence
+import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from slams_jax import coords
 from slams_jax.errors import ObservationError
-from slams_jax.observation.files.common import open_dataset
+from slams_jax.observation.files.common import existing, open_dataset
 
-#: Column names of a station file (``lat``/``lon``/``time`` may be spelled as :mod:`slams_jax.coords` accepts).
-STATION_COLUMNS = ("time", "lat", "lon", "value")
-# The coordinate role of each column spelled through slams_jax.coords; ``value`` is spelled one way.
-_ROLES = {"time": "time", "lat": "latitude", "lon": "longitude"}
+#: Required columns of an observation table (``variable`` may be supplied by the caller).
+TABLE_COLUMNS = ("time", "lat", "lon", "variable", "observation")
+#: Optional columns with a meaning.
+OPTIONAL_COLUMNS = ("std", "station")
+# accepted spellings of each column, lower case, first present wins
+_SPELLINGS = {
+    "time": coords.spellings("time"), "lat": coords.spellings("latitude"), "lon": coords.spellings("longitude"),
+    "variable": ("variable",), "observation": ("observation", "value"), "std": ("std",), "station": ("station",),
+}
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_TABLE = "observation table"
 
 
-class StationTable(NamedTuple):
-    """The rows of one variable with a finite value, in file order, each array ``(row,)``.
-
-    Attributes:
-        times: File times (numbers, or ``datetime64``).
-        lat: Station latitudes, float64 (NaN where missing).
-        lon: Station longitudes, float64 (NaN where missing).
-        value: Observed values, float64, finite.
-        labels: Where each row is in the file, e.g. ``"line 3"``, for messages.
-    """
-
-    times: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
-    value: np.ndarray
-    labels: np.ndarray
-
-
-def is_netcdf(path: Path) -> bool:
-    """Whether a station file is netCDF: by its suffix, else by its first bytes."""
-    if path.suffix.lower() in _NETCDF_SUFFIXES:
-        return True
-    if path.suffix.lower() in (".csv", ".txt", ".tsv"):
-        return False
+def table_format(path: Path) -> str:
+    """``csv``, ``parquet`` or ``netcdf``: by the suffix, else by the first bytes."""
+    suffix = path.suffix.lower()
+    if suffix in _NETCDF_SUFFIXES:
+        return "netcdf"
+    if suffix in _PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in (".csv", ".txt"):
+        return "csv"
     with open(path, "rb") as f:
         head = f.read(4)
-    return head[:3] == b"CDF" or head == b"\x89HDF"
+    if head == b"PAR1":
+        return "parquet"
+    return "netcdf" if head[:3] == b"CDF" or head == b"\x89HDF" else "csv"
 
 
-def _columns(path: Path, found: Sequence[str]) -> dict[str, str]:
-    """Map each station column to its name in the file; an error naming the missing ones."""
-    columns, missing = {}, []
-    for column in STATION_COLUMNS:
-        name = coords.find(found, _ROLES[column]) if column in _ROLES else (column if column in found else None)
-        if name is None:
-            missing.append(column)
-        else:
-            columns[column] = name
-    if missing:
-        raise ObservationError(
-            f"observation file {str(path)!r}: missing column(s) {missing}; a station file needs columns "
-            f"{list(STATION_COLUMNS)} (optionally 'variable'), found {list(found)}"
-        )
-    return columns
+def read_table(source: str | os.PathLike | pd.DataFrame, *, variable: str | None = None,
+               observed: bool = True) -> pd.DataFrame:
+    """Read an observation table file (or check a DataFrame) into a validated DataFrame.
 
+    Args:
+        source: A CSV file (a header row, ``#`` comment lines skipped), a parquet file, a netCDF file whose
+            columns are 1-D variables along one dimension, or a DataFrame (then :func:`validate_table`).
+        variable: The variable of every row when the file has no ``variable`` column (old station files).
+        observed: Whether an ``observation`` column is required (``False``: points to sample, NaN if absent).
 
-def _parse_float(path: Path, text: str, column: str, label: str) -> float:
-    """A CSV cell as a number, NaN when empty."""
-    text = text.strip()
-    if not text:
-        return float("nan")
-    try:
-        return float(text)
-    except ValueError:
-        raise ObservationError(
-            f"observation file {str(path)!r}, {label}: column {column!r} = {text!r} is not a number"
-        ) from None
+    Returns:
+        The table with canonical column names (:data:`TABLE_COLUMNS`, then those of :data:`OPTIONAL_COLUMNS`
+        present, then any others), indexed by where each row is in the file; ``attrs["source"]`` names it
+        in messages and ``attrs["name"]`` (the file name) labels its observations.
 
-
-def _parse_times(path: Path, texts: list[str], labels: list[str], kind: str) -> np.ndarray:
-    """CSV times as floats (numeric trajectory times) or datetime64[ns] (datetime trajectory times)."""
-    out: list[Any] = []
-    for text, label in zip(texts, labels):
-        text = text.strip()
-        if kind == "numeric":
-            try:
-                out.append(float(text))
-                continue
-            except ValueError:
-                pass
-            try:
-                np.datetime64(text)
-            except ValueError:
-                raise ObservationError(
-                    f"observation file {str(path)!r}, {label}: time {text!r} is not a number"
-                ) from None
-            raise ObservationError(
-                f"observation file {str(path)!r}, {label}: time {text!r} is a date but the trajectory times are "
-                "numeric; give both as numbers or both as datetime64"
-            )
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ObservationError: It cannot be read, a column is missing or a value is bad (file, row, column and
+            value named).
+    """
+    if isinstance(source, pd.DataFrame):
+        return validate_table(source, variable=variable, observed=observed)
+    path = existing(source)
+    source = f"observation file {str(path)!r}"
+    kind = table_format(path)
+    if kind == "csv":
+        table = _read_csv(path, source)
+    elif kind == "parquet":
         try:
-            float(text)
-            is_number = True
-        except ValueError:
-            is_number = False
-        if is_number:
-            raise ObservationError(
-                f"observation file {str(path)!r}, {label}: time {text!r} is a number but the trajectory times are "
-                f"{kind}; write ISO 8601 dates such as 2020-01-01T06:00"
-            )
-        try:
-            out.append(np.datetime64(text, "ns"))
-        except ValueError:
-            raise ObservationError(
-                f"observation file {str(path)!r}, {label}: time {text!r} is not an ISO 8601 date"
-            ) from None
-    return np.asarray(out, np.float64 if kind == "numeric" else "datetime64[ns]")
+            table = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises many types; the message carries the cause
+            raise ObservationError(f"{source}: could not be read as parquet: {e}") from e
+        table.index = pd.RangeIndex(len(table), name="row")
+    else:
+        table = _read_netcdf(path, source)
+    table.attrs.update(source=source, name=path.name)
+    return validate_table(table, variable=variable, observed=observed)
 
 
-def read_csv(path: Path, variable: str, kind: str) -> StationTable:
-    """The rows of ``variable`` with a finite value; times parsed as numbers or dates, as ``kind`` asks."""
+def _read_csv(path: Path, source: str) -> pd.DataFrame:
+    """The CSV rows as text, indexed by their line number (comments and blank lines skipped)."""
     with open(path, newline="") as f:
-        rows = [(n, row) for n, row in enumerate(csv.reader(f), start=1)
-                if row and any(cell.strip() for cell in row) and not row[0].lstrip().startswith("#")]
-    if not rows:
-        raise ObservationError(
-            f"observation file {str(path)!r}: is empty; expected a header with columns {list(STATION_COLUMNS)}"
-        )
-    header = [cell.strip().lower() for cell in rows[0][1]]
-    columns = _columns(path, header)
-    position = {name: header.index(name) for name in columns.values()}
-    var_pos = header.index("variable") if "variable" in header else None
-    labels, time_text, lat, lon, value, seen = [], [], [], [], [], set()
-    for n, row in rows[1:]:
-        label = f"line {n}"
-        if len(row) < len(header):
-            raise ObservationError(
-                f"observation file {str(path)!r}, {label}: has {len(row)} fields, expected {len(header)} ({header})"
-            )
-        if var_pos is not None:
-            name = row[var_pos].strip()
-            seen.add(name)
-            if name != variable:
-                continue
-        labels.append(label)
-        time_text.append(row[position[columns["time"]]])
-        lat.append(_parse_float(path, row[position[columns["lat"]]], columns["lat"], label))
-        lon.append(_parse_float(path, row[position[columns["lon"]]], columns["lon"], label))
-        value.append(_parse_float(path, row[position[columns["value"]]], "value", label))
-    if var_pos is not None and not labels:
-        raise ObservationError(
-            f"observation file {str(path)!r}: no row has variable {variable!r}; its 'variable' column has "
-            f"{sorted(seen)}"
-        )
-    if not labels:
-        raise ObservationError(f"observation file {str(path)!r}: has a header but no rows")
-    value_array = np.asarray(value, np.float64)
-    finite = np.isfinite(value_array)  # parse times of the rows kept only
-    labels = [lb for lb, ok in zip(labels, finite) if ok]
-    if not labels:
-        raise ObservationError(f"observation file {str(path)!r}: every value of variable {variable!r} is NaN")
-    file_times = _parse_times(path, [t for t, ok in zip(time_text, finite) if ok], labels, kind)
-    return StationTable(file_times, np.asarray(lat, np.float64)[finite], np.asarray(lon, np.float64)[finite],
-                        value_array[finite], np.asarray(labels))
+        lines = f.read().splitlines()
+    kept = [n for n, line in enumerate(lines, start=1)
+            if line.replace(",", "").strip() and not line.lstrip().startswith("#")]
+    if not kept:
+        raise ObservationError(f"{source}: is empty; expected a header with columns {list(TABLE_COLUMNS)}")
+    skipped = set(range(1, len(lines) + 1)) - set(kept)
+    try:
+        table = pd.read_csv(path, skiprows=lambda i: i + 1 in skipped, dtype=str, keep_default_na=False,
+                            skip_blank_lines=False, skipinitialspace=True)
+    except Exception as e:
+        raise ObservationError(f"{source}: could not be read as CSV: {e}") from e
+    if len(table) != len(kept) - 1:  # pragma: no cover - quoted line breaks
+        raise ObservationError(f"{source}: has quoted line breaks; write one row per line")
+    table.index = pd.Index(kept[1:], name="line")
+    return table
 
 
-def read_netcdf(path: Path, variable: str) -> StationTable:
-    """The entries of ``variable`` with a finite value, from 1-D variables along one dimension."""
+def _read_netcdf(path: Path, source: str) -> pd.DataFrame:
+    """The 1-D variables of the known columns, along their common dimension."""
     with open_dataset(path) as ds:
-        found = [str(k) for k in ds.variables]
-        columns = _columns(path, found)
-        names = list(columns.values()) + (["variable"] if "variable" in ds.variables else [])
+        found = {str(k).strip().lower(): str(k) for k in ds.variables}
+        names = [next((found[s] for s in spellings if s in found), None) for spellings in _SPELLINGS.values()]
+        names = [name for name in names if name is not None]
         dims = {name: ds[name].dims for name in names}
-        if any(len(d) != 1 for d in dims.values()) or len(set(dims.values())) != 1:
+        if not names or any(len(d) != 1 for d in dims.values()) or len(set(dims.values())) != 1:
             raise ObservationError(
-                f"observation file {str(path)!r}: variables {names} must be 1-D along one common dimension, "
-                f"got dims {dims}"
+                f"{source}: the table's variables {names} must be 1-D along one common dimension, got dims {dims}"
             )
         dim = next(iter(dims.values()))[0]
-        file_times = np.asarray(ds[columns["time"]].values)
-        lat = np.asarray(ds[columns["lat"]].values, np.float64)
-        lon = np.asarray(ds[columns["lon"]].values, np.float64)
-        value = np.asarray(ds[columns["value"]].values, np.float64)
-        tags = np.asarray(ds["variable"].values).astype(str) if "variable" in ds.variables else None
-    labels = np.asarray([f"{dim} index {k}" for k in range(value.size)])
-    if tags is not None:
-        keep = np.char.strip(tags) == variable
-        if not keep.any():
-            raise ObservationError(
-                f"observation file {str(path)!r}: no row has variable {variable!r}; its 'variable' variable has "
-                f"{sorted(set(np.char.strip(tags).tolist()))}"
-            )
-        file_times, lat, lon, value, labels = (a[keep] for a in (file_times, lat, lon, value, labels))
-    finite = np.isfinite(value)
-    if not finite.any():
-        raise ObservationError(f"observation file {str(path)!r}: every value of variable {variable!r} is NaN")
-    return StationTable(file_times[finite], lat[finite], lon[finite], value[finite], labels[finite])
+        columns = {}
+        for name in names:
+            values = np.asarray(ds[name].values)
+            if values.dtype.kind in "SO":  # char arrays and bytes of string variables
+                values = np.asarray([v.decode() if isinstance(v, bytes) else v for v in values.tolist()], object)
+            columns[name] = values
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(next(iter(columns.values()))), name=f"{dim} index"))
 
 
+def table_source(table: pd.DataFrame) -> str:
+    """What a table is called in messages: its file, or ``observation table``."""
+    return str(table.attrs.get("source", _TABLE))
 
-__all__ = ["STATION_COLUMNS", "StationTable", "is_netcdf", "read_csv", "read_netcdf"]
+
+def row_label(table: pd.DataFrame, position: int) -> str:
+    """Where row ``position`` (0-based) is: ``line 3``, ``row 2``, ``obs index 5``."""
+    return f"{table.index.name or 'row'} {table.index[position]}"
+
+
+def validate_table(table: pd.DataFrame, *, variable: str | None = None, source: str | None = None,
+                   observed: bool = True) -> pd.DataFrame:
+    """A checked copy of ``table`` with canonical column names and types (see the module docstring).
+
+    Args:
+        table: Observation rows; column spellings as in the module docstring.
+        variable: The variable of every row when there is no ``variable`` column.
+        source: Name for messages (default: ``table.attrs["source"]`` or ``observation table``).
+        observed: Whether an ``observation`` column is required; ``False`` (points to sample, not
+            observations) adds a missing one as NaN.
+
+    Returns:
+        The table: ``time`` numeric or ``datetime64[ns]``, ``lat``/``lon``/``observation`` (and ``std``)
+        float64, ``variable`` (and ``station``) str; the index and ``attrs`` kept.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise ObservationError(f"expected an observation table as a pandas DataFrame, got {type(table).__name__}")
+    source = source or table_source(table)
+    out = _canonical(table, source, variable, observed)
+    out.attrs = {**table.attrs, "source": source}
+    if out.empty:
+        raise ObservationError(f"{source}: has no rows")
+    out["time"] = _times(out, source)
+    for column in ("lat", "lon", "observation") + (("std",) if "std" in out else ()):
+        out[column] = _numbers(out, column, source)
+    _check_rows(out, source)
+    for column in ("variable", "station"):
+        if column in out:
+            out[column] = _labels(out, column, source)
+    return out
+
+
+def _canonical(table: pd.DataFrame, source: str, variable: str | None, observed: bool) -> pd.DataFrame:
+    """The columns renamed to their canonical names, known ones first; ``variable`` filled in if given."""
+    found = spelled_columns(table)
+    for name, fill, wanted in (("variable", variable, variable is not None), ("observation", np.nan, not observed)):
+        if found[name] is None and wanted:
+            table = table.assign(**{name: fill})
+            found[name] = name
+    missing = [name for name in TABLE_COLUMNS if found[name] is None]
+    if missing:
+        raise ObservationError(
+            f"{source}: missing column(s) {missing}; an observation table needs columns {list(TABLE_COLUMNS)} "
+            f"(lat/lon/time spelled as {coords.spellings('latitude')}, ..., 'value' for 'observation'), optionally "
+            f"{list(OPTIONAL_COLUMNS)}; found {[str(c) for c in table.columns]}"
+        )
+    known = {found[name]: name for name in _SPELLINGS if found[name] is not None}
+    rest = [c for c in table.columns if c not in known]
+    out = table[list(known) + rest].copy()
+    out.columns = list(known.values()) + rest
+    return out
+
+
+def spelled_columns(table: pd.DataFrame) -> dict[str, Any]:
+    """The column of ``table`` standing for each canonical column (``None`` when absent)."""
+    lower: dict[str, Any] = {}
+    for column in table.columns:
+        lower.setdefault(str(column).strip().lower(), column)
+    return {name: next((lower[s] for s in spellings if s in lower), None) for name, spellings in _SPELLINGS.items()}
+
+
+def _bad(table: pd.DataFrame, mask: np.ndarray, column: str, source: str, values: Any, expected: str) -> None:
+    """Raise naming the first row where ``mask`` holds, its value and how many rows are bad."""
+    bad = np.flatnonzero(mask)
+    if bad.size:
+        k = int(bad[0])
+        value = values[k].item() if isinstance(values[k], np.generic) else values[k]
+        more = f" ({bad.size} rows like it)" if bad.size > 1 else ""
+        raise ObservationError(
+            f"{source}, {row_label(table, k)}: column {column!r} = {value!r} {expected}{more}"
+        )
+
+
+def _numbers(table: pd.DataFrame, column: str, source: str) -> np.ndarray:
+    """A column as float64; empty text and NaN become NaN, anything else that is not a number an error."""
+    raw = table[column].to_numpy()
+    if raw.dtype.kind in "biuf":
+        return raw.astype(np.float64)
+    text = pd.Series(raw, dtype=object).map(lambda v: v.strip() if isinstance(v, str) else v)
+    numbers = pd.to_numeric(text.replace("", np.nan), errors="coerce").to_numpy(np.float64)
+    _bad(table, np.isnan(numbers) & text.notna().to_numpy() & (text != "").to_numpy()
+         & ~text.isin(["nan", "NaN", "NAN"]).to_numpy(), column, source, raw, "is not a number")
+    return numbers
+
+
+def _times(table: pd.DataFrame, source: str) -> pd.Series:
+    """The time column as numbers or as ``datetime64[ns]`` (UTC, naive)."""
+    raw = table["time"]
+    if raw.dtype.kind in "iuf":
+        _bad(table, ~np.isfinite(raw.to_numpy(np.float64)), "time", source, raw.to_numpy(), "is not a time")
+        return raw.astype(np.float64)
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        raw = raw.dt.tz_convert("UTC").dt.tz_localize(None)
+    if raw.dtype.kind == "M":
+        _bad(table, raw.isna().to_numpy(), "time", source, raw.to_numpy(), "is not a time")
+        return raw.astype("datetime64[ns]")
+    text = raw.astype(str).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    if numbers.notna().all():
+        return numbers.astype(np.float64)
+    _bad(table, numbers.notna().to_numpy(), "time", source, text.to_numpy(),
+         "is a number but other rows' times are dates; write every time as an ISO 8601 date")
+    dates = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    _bad(table, dates.isna().to_numpy(), "time", source, text.to_numpy(),
+         "is not an ISO 8601 date (such as 2020-01-01T06:00) nor a number")
+    return dates.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def _check_rows(table: pd.DataFrame, source: str) -> None:
+    """Coordinates finite, latitudes in [-90, 90], observations not infinite, stds positive."""
+    lat, lon, obs = (table[c].to_numpy() for c in ("lat", "lon", "observation"))
+    _bad(table, np.isnan(lat), "lat", source, lat, "is missing; every row needs a position")
+    _bad(table, np.isnan(lon), "lon", source, lon, "is missing; every row needs a position")
+    _bad(table, ~np.isfinite(lon), "lon", source, lon, "is not a finite longitude")
+    _bad(table, ~((lat >= -90) & (lat <= 90)), "lat", source, lat, "is not a latitude in [-90, 90]")
+    _bad(table, np.isinf(obs), "observation", source, obs, "is infinite")
+    if "std" in table:
+        std = table["std"].to_numpy()
+        _bad(table, ~np.isnan(std) & ~(np.isfinite(std) & (std > 0)), "std", source, std,
+             "is not a positive noise standard deviation")
+
+
+def _labels(table: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """A text column stripped; an empty or missing entry is an error."""
+    raw = table[column]
+    missing = raw.isna().to_numpy()
+    text = raw.astype(str).str.strip()
+    _bad(table, missing | (text == "").to_numpy(), column, source, raw.to_numpy(), "is empty")
+    return text
+
+
+__all__ = ["OPTIONAL_COLUMNS", "TABLE_COLUMNS", "read_table", "row_label", "spelled_columns", "table_format",
+           "table_source", "validate_table"]

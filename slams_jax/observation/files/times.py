@@ -19,6 +19,11 @@ import numpy as np
 from slams_jax.errors import ObservationError
 
 
+def where(source: Path | str) -> str:
+    """A file as messages name it (``observation file '...'``); any other source (a table) as it is."""
+    return f"observation file {str(source)!r}" if isinstance(source, Path) else str(source)
+
+
 def time_kind(values: np.ndarray) -> str:
     """``"numeric"``, ``"datetime"``, ``"timedelta"`` or ``"other"``."""
     kind = np.asarray(values).dtype.kind
@@ -47,7 +52,7 @@ def time_range(values: np.ndarray) -> str:
     return f"[{format_time(values.min())}, {format_time(values.max())}] ({values.size} times)"
 
 
-def _as_numbers(path: Path, values: np.ndarray, kind: str, what: str) -> np.ndarray:
+def _as_numbers(path: Path | str, values: np.ndarray, kind: str, what: str) -> np.ndarray:
     """Times as float64 (numeric) or float64 nanoseconds (datetime/timedelta), NaN for NaT."""
     values = np.asarray(values)
     if kind == "numeric":
@@ -59,12 +64,12 @@ def _as_numbers(path: Path, values: np.ndarray, kind: str, what: str) -> np.ndar
         out[np.isnat(ns)] = np.nan
         return out
     raise ObservationError(
-        f"observation file {str(path)!r}: {what} of dtype {values.dtype} are not supported; expected numbers or "
+        f"{where(path)}: {what} of dtype {values.dtype} are not supported; expected numbers or "
         "datetime64 (a non-standard calendar decoded to cftime objects is not supported)"
     )
 
 
-def _tolerance(path: Path, tolerance: Any, kind: str, times: np.ndarray) -> float:
+def _tolerance(path: Path | str, tolerance: Any, kind: str, times: np.ndarray) -> float:
     """The matching tolerance in the unit of :func:`_as_numbers`."""
     if tolerance is None:
         unique = np.unique(times[np.isfinite(times)])
@@ -79,26 +84,26 @@ def _tolerance(path: Path, tolerance: Any, kind: str, times: np.ndarray) -> floa
     if kind == "numeric":
         if is_delta or not np.isscalar(tolerance) or isinstance(tolerance, (bool, np.bool_, str)):
             raise ObservationError(
-                f"observation file {str(path)!r}: time_tolerance={tolerance!r} must be a number for numeric times"
+                f"{where(path)}: time_tolerance={tolerance!r} must be a number for numeric times"
             )
         value = float(tolerance)
     else:
         if not is_delta:
             raise ObservationError(
-                f"observation file {str(path)!r}: time_tolerance={tolerance!r} must be a numpy.timedelta64 (or "
+                f"{where(path)}: time_tolerance={tolerance!r} must be a numpy.timedelta64 (or "
                 f"datetime.timedelta) for {kind} times, e.g. numpy.timedelta64(3, 'h')"
             )
         value = float(np.asarray(tolerance).astype("timedelta64[ns]").astype(np.int64))
     if not (np.isfinite(value) and value >= 0):
-        raise ObservationError(f"observation file {str(path)!r}: time_tolerance={tolerance!r} must be >= 0")
+        raise ObservationError(f"{where(path)}: time_tolerance={tolerance!r} must be >= 0")
     return value
 
 
-def match_times(path: Path, file_times: Any, times: Any, tolerance: Any) -> np.ndarray:
+def match_times(path: Path | str, file_times: Any, times: Any, tolerance: Any) -> np.ndarray:
     """Trajectory index matched by each file time, ``-1`` for none; an error if nothing matches.
 
     Args:
-        path: The file, for messages.
+        path: The file (or, as text, the table), for messages.
         file_times: Times in the file ``(n,)``.
         times: Times of the trajectory states ``(time,)``.
         tolerance: Largest accepted ``|file time - state time|``, ``None`` for half the smallest spacing.
@@ -109,13 +114,13 @@ def match_times(path: Path, file_times: Any, times: Any, tolerance: Any) -> np.n
     file_times, times = np.atleast_1d(np.asarray(file_times)), np.atleast_1d(np.asarray(times))
     if times.ndim != 1 or times.size == 0:
         raise ObservationError(
-            f"observation file {str(path)!r}: times of the trajectory must be a non-empty 1-D array, got shape "
+            f"{where(path)}: times of the trajectory must be a non-empty 1-D array, got shape "
             f"{times.shape}"
         )
     file_kind, kind = time_kind(file_times), time_kind(times)
     if "other" not in (file_kind, kind) and file_kind != kind:
         raise ObservationError(
-            f"observation file {str(path)!r}: its times are {file_kind} ({file_times.dtype}) but the trajectory "
+            f"{where(path)}: its times are {file_kind} ({file_times.dtype}) but the trajectory "
             f"times are {kind} ({times.dtype}); give both as numbers or both as datetime64"
         )
     state = _as_numbers(path, times, kind, "trajectory times")
@@ -129,10 +134,10 @@ def match_times(path: Path, file_times: Any, times: Any, tolerance: Any) -> np.n
     if not ok.any():
         tol_text = format_time(np.timedelta64(int(tol), "ns")) if kind != "numeric" else f"{tol:g}"
         raise ObservationError(
-            f"observation file {str(path)!r}: none of its times {time_range(file_times)} matches a trajectory "
+            f"{where(path)}: none of its times {time_range(file_times)} matches a trajectory "
             f"time {time_range(times)} within a tolerance of {tol_text}"
         )
     return index
 
 
-__all__ = ["format_time", "match_times", "time_kind", "time_range"]
+__all__ = ["format_time", "match_times", "time_kind", "time_range", "where"]

@@ -16,8 +16,9 @@ Conventions:
 - The input is a trajectory ``(time, lat, lon, channel)``: time first, channel last. Every operator keeps
   the channel axis last in its output, so a per-channel noise standard deviation ``(channel,)`` broadcasts
   against any observation. Batches are handled by the caller with :func:`jax.vmap`.
-- Longitude (axis 2) is periodic, latitude (axis 1) is not: :class:`Stations` interpolates across the
-  longitude seam and :class:`Swath` wraps around it, while a station beyond the latitude range is refused.
+- Latitude (axis 1) is never periodic. :class:`Stations` works on any rectilinear grid (non-uniform,
+  regional, either direction, crossing 0 E) and wraps longitude (axis 2) only when the grid spans the globe;
+  a station outside the grid is refused. :class:`Swath` wraps around the longitude seam.
 - Operators only rearrange, average and interpolate (except :class:`Saturate`), so most are linear
   (``op.linear``); the adjoint of a linear operator is its vector-Jacobian product, which is exact here
   because every constant (indices, averaging matrices, interpolation weights) is built in numpy and closed

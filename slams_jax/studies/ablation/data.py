@@ -105,14 +105,14 @@ def _training_sequences(train: Mapping[str, Any], state: str, norm: datasets.Nor
 
 
 def _grid_latitude(settings: Settings, n_lat: int) -> np.ndarray | None:
-    """``(lat,)`` degrees of a geographic grid (ERA5: every score weighted by cell area, as WeatherBench)."""
-    if settings.data.source != "era5":
+    """``(lat,)`` degrees of a geographic grid (every score weighted by cell area, as WeatherBench)."""
+    if settings.data.source != "dataset":
         return None
-    from slams_jax.data.era5 import grid_latitude
+    from slams_jax.data.gridded import open_modalities
 
-    latitude = np.asarray(grid_latitude(settings.data), np.float64)
+    latitude = np.asarray(open_modalities(settings.data)[1].latitude, np.float64)
     if latitude.shape != (n_lat,):
-        raise StudyError(f"ERA5 grid latitude has {latitude.shape[0]} rows but the test split has {n_lat}")
+        raise StudyError(f"the grid's latitude has {latitude.shape[0]} rows but the test split has {n_lat}")
     return latitude
 
 

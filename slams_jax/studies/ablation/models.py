@@ -25,10 +25,12 @@ def model_config(s: AblationSettings, name: str, workdir: Path) -> ml_collection
     spec = s.models[name]
     exp = s.experiment.copy_and_resolve_references()
     with exp.unlocked():  # the pipeline's own config, narrowed: its groups are rewritten, not read
-        exp.data.modalities = tuple(m for m in exp.data.modalities if m.name in spec.modalities)
-        if s.experiment_settings.data.source == "era5":  # only the sources of the model's own modalities
-            exp.data.era5.aux = ml_collections.ConfigDict(
-                {k: v for k, v in exp.data.era5.aux.items() if k in spec.modalities})
+        if s.experiment_settings.data.source == "dataset":  # only the sources of the model's own modalities
+            exp.data.aux = ml_collections.ConfigDict({k: v for k, v in exp.data.aux.items() if k in spec.modalities},
+                                                     sort_keys=False)
+            exp.data.modalities = ()  # they follow from the variables and the remaining aux
+        else:
+            exp.data.modalities = tuple(m for m in exp.data.modalities if m.name in spec.modalities)
         exp.stages = spec.stages
         if not s.experiment_settings.data.cache_dir:
             exp.data.cache_dir = str(workdir / "data")

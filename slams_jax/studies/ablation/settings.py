@@ -213,9 +213,9 @@ def check_settings(s: AblationSettings) -> None:
     if s.study.length < 2 * order + 1:
         raise StudyError(f"config.study.length={s.study.length}: the score methods need windows of at least the "
                          f"prior's {2 * order + 1} states (config.experiment.score.order={order})")
-    if s.experiment_settings.data.source == "era5" and s.threedvar.periodic[0]:
+    if s.experiment_settings.data.source == "dataset" and s.threedvar.periodic[0]:
         raise StudyError(f"config.threedvar.periodic={s.threedvar.periodic}: latitude is not periodic "
-                         "on the ERA5 grid (the poles must not wrap onto each other); expected (False, True)")
+                         "on a geographic grid (the poles must not wrap onto each other); expected (False, True)")
 
 
 __all__ = ["KINDS", "SWEEPS", "ORDERS", "StudyError", "ModelSpec", "MethodSpec", "StudySettings",

@@ -1,5 +1,6 @@
-"""The ERA5 pipeline on tiny synthetic stores: daily alignment by date, regridding, missing days,
-normalization from the training period, the prepared store, and a short training run."""
+"""The paper's ERA5 setup (configs/era5.py: the dataset source with daily means, CPC and OLR) on tiny
+synthetic stores: daily alignment by date, regridding, missing days, normalization from the training
+period, the prepared store, ChaosBench's daily stores, and a short training run."""
 
 import json
 
@@ -12,7 +13,8 @@ from helpers import load_config
 from synthetic_era5 import LAT, LEVELS, LON, era5_config, state_store
 from slams_jax.data import datasets
 from slams_jax.pipeline.configuration import settings_from_config
-from slams_jax.data.era5 import DataError, load_splits, open_prepared, prepare
+from slams_jax.data.gridded import load_splits, open_prepared, prepare
+from slams_jax.errors import DataError
 from slams_jax.data.regrid import Regridder
 
 
@@ -20,19 +22,20 @@ def test_splits_are_daily_states_aligned_by_date_on_the_state_grid(tmp_path):
     c, state, precip, olr = era5_config(tmp_path)
     settings = settings_from_config(c)
     splits, norm, grid = load_splits(settings.data)
-    np.testing.assert_array_equal(grid["latitude"], LAT[::-1])  # north to south
+    np.testing.assert_array_equal(grid.latitude, LAT)  # the store's own order (south to north), never flipped
+    assert grid.periodic
     test = splits["test"]
     assert test["state"].shape == (1, 8, 8, 16, 2) and test["precip"].shape == (1, 8, 8, 16, 1)
     idx = np.array([0, 3])
     got = {k: datasets.gather(test, np.zeros(2, int), idx)[k] for k in test}
-    # state: the daily mean of the 4 analyses of 2000-02-02 and 02-05, levels 850 and 500, north to south
+    # state: the daily mean of the 4 analyses of 2000-02-02 and 02-05, levels 850 and 500
     days = pd.to_datetime(["2000-02-02", "2000-02-05"])
     daily = state["temperature"].resample(time="1D").mean().sel(time=days, level=list(LEVELS))
-    expected = daily.values[:, :, ::-1].transpose(0, 2, 3, 1)
+    expected = daily.values.transpose(0, 2, 3, 1)
     mean, std = np.array(norm.mean["state"]), np.array(norm.std["state"])
     np.testing.assert_allclose(got["state"] * std + mean, expected, rtol=1e-5)
     # precipitation: conservative regridding of that day's field, the ocean NaN where mostly ocean
-    regrid = Regridder(precip["lat"].values, precip["lon"].values, LAT[::-1], LON)
+    regrid = Regridder(precip["lat"].values, precip["lon"].values, LAT, LON)
     p = regrid(precip["precip"].sel(time=days).values)
     pm, ps = norm.mean["precip"][0], norm.std["precip"][0]
     np.testing.assert_allclose(got["precip"][..., 0] * ps + pm, p, rtol=1e-5)
@@ -40,7 +43,7 @@ def test_splits_are_daily_states_aligned_by_date_on_the_state_grid(tmp_path):
     # OLR: the mean of its two daily values, regridded from a -180..180 grid
     o = olr["olr"].resample(time="1D").mean().sel(time=days).values
     lon_olr = olr["lon"].values  # the regridder takes either longitude convention
-    o_expected = Regridder(olr["lat"].values, lon_olr, LAT[::-1], LON)(o)
+    o_expected = Regridder(olr["lat"].values, lon_olr, LAT, LON)(o)
     np.testing.assert_allclose(got["olr"][..., 0] * norm.std["olr"][0] + norm.mean["olr"][0], o_expected, rtol=1e-4)
 
 
@@ -54,9 +57,10 @@ def test_normalization_uses_the_training_period_only(tmp_path):
 
 def test_a_missing_day_is_reported_or_skipped_as_configured(tmp_path):
     c, *_ = era5_config(tmp_path, missing=["2000-01-10"])
-    with pytest.raises(DataError, match=r"the train period: olr .*olr.nc lacks 1 day\(s\): 2000-01-10.*missing='skip'"):
+    with pytest.raises(DataError, match=r"config.data.train=.*config.data.aux.olr lacks 1 state\(s\): "
+                                         r"2000-01-10.*missing='skip'"):
         load_splits(settings_from_config(c).data)
-    c.data.era5.missing = "skip"
+    c.data.missing = "skip"
     with pytest.warns(UserWarning, match="2000-01-10"):
         splits, _, _ = load_splits(settings_from_config(c).data)
     train = splits["train"]
@@ -72,14 +76,16 @@ def test_a_missing_day_is_reported_or_skipped_as_configured(tmp_path):
 
 def test_bad_sources_give_clear_errors(tmp_path):
     c, *_ = era5_config(tmp_path)
-    c.data.era5.levels = (850.0, 250.0)
-    with pytest.raises(DataError, match=r"lacks pressure levels \[250.0\] hPa"):
+    c.data.variables = ("t850=temperature@850", "temperature@250")
+    with pytest.raises(DataError, match=r"config.data.path: .*era5.zarr: variable 'temperature' has no level 250; "
+                                         r"its levels are \[10.0, 50.0"):
         load_splits(settings_from_config(c).data)
-    c.data.era5.levels = LEVELS
-    c.data.era5.test = ("2005-01-01", "2005-01-10")
-    with pytest.raises(DataError, match="the test period .* has no data in that period"):
+    c.data.variables = ("t850=temperature@850", "t500=temperature@500")
+    c.data.test = ("2005-01-01", "2005-01-10")
+    with pytest.raises(DataError, match=r"config.data.test=.*has no data in that period \(its files cover "
+                                         r"2000-01-01.* to 2000-02-09T18"):
         load_splits(settings_from_config(c).data)
-    c.data.era5.test = ("2000-01-20", "2000-02-01")
+    c.data.test = ("2000-01-20", "2000-02-01")
     with pytest.raises(Exception, match="overlaps"):
         settings_from_config(c)
 
@@ -88,16 +94,17 @@ def test_prepared_store_round_trips_and_refuses_other_settings(tmp_path):
     c, *_ = era5_config(tmp_path)
     data = settings_from_config(c).data
     path = prepare(data, tmp_path / "prepared", progress=False)
-    c.data.era5.prepared = str(path)
+    c.data.prepared = str(path)
     data = settings_from_config(c).data
-    prepared, norm = open_prepared(data)
-    lazy, norm2, _ = load_splits(data)
-    assert norm == norm2
+    prepared, norm, grid = open_prepared(data)
+    lazy, norm2, grid2 = load_splits(data)
+    assert norm == norm2 and grid.to_dict() == grid2.to_dict()
     for split in lazy:
         for name in lazy[split]:
             np.testing.assert_array_equal(np.asarray(prepared[split][name]), np.asarray(lazy[split][name]))
-    assert json.loads((path / "manifest.json").read_text())["days"]["test"] == ["2000-02-02", "2000-02-09"]
-    c.data.era5.aux.olr.aggregation = "first"
+    assert [t[:10] for t in json.loads((path / "manifest.json").read_text())["times"]["test"]] == [
+        "2000-02-02", "2000-02-09"]
+    c.data.aux.olr.aggregation = "instant"
     with pytest.raises(DataError, match="prepared for other data settings"):
         open_prepared(settings_from_config(c).data)
 
@@ -113,9 +120,8 @@ def test_chaosbench_layout_gives_the_same_states(tmp_path):
         one = daily.sel(time=day).drop_vars("time").rename("t").to_dataset()
         one.to_zarr(root / f"era5_full_1.5deg_{stamp}.zarr", zarr_format=2)
     wb2, norm, _ = load_splits(settings_from_config(c).data)
-    c.data.era5_path = str(root)
-    c.data.era5.layout = "chaosbench"
-    c.data.era5.variable = "t"
+    c.data.path = str(root)  # a directory of stores, each dated by its name
+    c.data.variables = ("t850=t@850", "t500=t@500")
     chaos, norm2, _ = load_splits(settings_from_config(c).data)
     np.testing.assert_allclose(norm2.mean["state"], norm.mean["state"], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(chaos["valid"]["state"]), np.asarray(wb2["valid"]["state"]), rtol=1e-5,
@@ -159,8 +165,8 @@ def test_train_then_assimilate_on_a_synthetic_era5_store_with_two_auxiliary_moda
         assert str(out["time"].values[0])[:10] == "2000-02-03"
         truth = state["temperature"].resample(time="1D").mean().sel(time=slice("2000-02-03", "2000-02-08"),
                                                                      level=list(LEVELS))
-        np.testing.assert_allclose(out["truth"].values, truth.values[:, :, ::-1].transpose(0, 2, 3, 1), rtol=1e-5)
-        assert out["latitude"].values[0] > out["latitude"].values[-1]
+        np.testing.assert_allclose(out["truth"].values, truth.values.transpose(0, 2, 3, 1), rtol=1e-5)
+        np.testing.assert_array_equal(out["latitude"].values, LAT)  # the store's order
     assert np.isfinite(report["analysis"]["state"]["t850"]["rmse"])
     assert report["area_weighted"] and "spread_skill" not in report["baseline"]["state"]["t850"]
     json.dumps(report, allow_nan=False)  # no NaN in metrics.json
@@ -175,24 +181,24 @@ def test_prepare_command_writes_the_store(tmp_path):
 
     c, *_ = era5_config(tmp_path)
     root = Path(__file__).resolve().parents[2]
-    e = c.data.era5
+    d = c.data
     cmd = [sys.executable, "-m", "slams_jax.prepare", f"--config={root / 'configs' / 'era5.py'}",
-           f"--workdir={tmp_path / 'run'}", f"--config.data.era5_path={c.data.era5_path}",
-           f"--config.data.era5.train=('{e.train[0]}','{e.train[1]}')",
-           f"--config.data.era5.valid=('{e.valid[0]}','{e.valid[1]}')",
-           f"--config.data.era5.test=('{e.test[0]}','{e.test[1]}')",
-           f"--config.data.era5.aux.precip.path={e.aux.precip.path}",
-           f"--config.data.era5.aux.olr.path={e.aux.olr.path}"]
+           f"--workdir={tmp_path / 'run'}", f"--config.data.path={d.path}",
+           f"--config.data.train=('{d.train[0]}','{d.train[1]}')",
+           f"--config.data.valid=('{d.valid[0]}','{d.valid[1]}')",
+           f"--config.data.test=('{d.test[0]}','{d.test[1]}')",
+           f"--config.data.aux.precip.path={d.aux.precip.path}",
+           f"--config.data.aux.olr.path={d.aux.olr.path}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "run" / "prepared"
-    assert f"--config.data.era5.prepared={out}" in proc.stdout
+    assert f"--config.data.prepared={out}" in proc.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["normalization"]["mean"]["state"]) == 10
     assert np.load(out / "train_state.npy", mmap_mode="r").shape == (1, 24, 8, 16, 10)
-    bad = subprocess.run(cmd + ["--config.data.era5.levels=(850.0,500.0)"], capture_output=True, text=True, cwd=root,
-                         timeout=300)
-    assert bad.returncode != 0 and "names 10 channels but config.data.era5.levels has 2 levels" in bad.stderr
+    bad = subprocess.run(cmd + ["--config.data.variables=('temperature@850','temperature@250')"], capture_output=True,
+                         text=True, cwd=root, timeout=300)
+    assert bad.returncode != 0 and "variable 'temperature' has no level 250" in bad.stderr
 
 
 def test_area_weighted_losses():
@@ -242,8 +248,8 @@ def test_area_weighting_needs_a_geographic_grid(tmp_path):
 def test_state_only_variant_needs_only_the_era5_store(tmp_path):
     state_store(tmp_path / "era5.zarr")
     c = load_config("era5", "state")
-    c.data.era5_path = str(tmp_path / "era5.zarr")
-    c.data.era5.train, c.data.era5.valid, c.data.era5.test = (
+    c.data.path = str(tmp_path / "era5.zarr")
+    c.data.train, c.data.valid, c.data.test = (
         ("2000-01-01", "2000-01-24"), ("2000-01-25", "2000-01-31"), ("2000-02-02", "2000-02-09"))
     splits, norm, _ = load_splits(settings_from_config(c).data)
     assert set(splits["train"]) == {"state"} and splits["train"]["state"].shape == (1, 24, 8, 16, 10)

@@ -1,0 +1,79 @@
+"""Your own gridded data: any netCDF or zarr reanalysis or model output, any region and cadence.
+
+Set at least the files, the state's variables and the three date ranges, e.g.::
+
+    python -m slams_jax.train --config=configs/dataset.py --workdir=runs/mine \
+        --config.data.path=/data/t2m_europe_2021.nc --config.data.variables="('t2m',)" \
+        --config.data.cadence=6h \
+        --config.data.train="('2021-01-01','2021-01-20')" \
+        --config.data.valid="('2021-01-21','2021-01-24')" \
+        --config.data.test="('2021-01-25','2021-01-31')"
+
+- ``path``: one file, a zarr store, a directory of them, or a glob (``'/data/era5/*.nc'``); from Python,
+  ``slams_jax.train_and_evaluate(config, workdir, dataset=ds)`` takes an ``xarray.Dataset`` instead.
+- ``variables``: ``name`` for a field without levels, ``name@level`` for one level (``temperature@850``),
+  ``channel=name@level`` to name the channel (``t850=temperature@850``); several are stacked as channels.
+- ``cadence``: empty keeps the files' own step; ``6h``, ``1D``... resample, with ``aggregation`` ``instant``
+  (the value at each time) or ``mean`` (the mean over each step).
+- The grid is kept as the files have it (latitude either way, longitude in [-180, 180) or [0, 360), a region
+  across 0 E included): longitude wraps only when the grid spans the globe (``periodic="auto"``), and
+  every network's padding follows from the grid (``padding=("auto", "auto")``).
+- Auxiliary modalities: ``config.data.aux.<name> = {"path": ..., "variables": (...)}`` (an empty path: the
+  state's files).
+
+Everything is checked before training: the variables and levels in the files, the dates inside the data,
+each split long enough for the score window, the padding against the grid; the errors name the option.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import ml_collections
+
+# Load the sibling base config by path, so this file works however it is loaded (config_flags, runpy).
+_spec = importlib.util.spec_from_file_location("_slams_base_config", Path(__file__).with_name("kolmogorov.py"))
+base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(base)
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    if variant:
+        raise ValueError(f"configs/dataset.py: unknown variant {variant!r}; expected ''")
+    config = base.get_config()
+    config.data = ml_collections.ConfigDict({
+        "source": "dataset",
+        "path": "",
+        "variables": (),
+        "cadence": "",
+        "aggregation": "instant",
+        "train": (),
+        "valid": (),
+        "test": (),
+        "periodic": "auto",
+        "missing": "error",
+        "normalization_states": 366,
+        "prepared": "",
+        "aux": ml_collections.ConfigDict(),
+        "modalities": (),  # follow from variables and aux
+    })
+    # Any grid size works without spatial compression; the U-Net crops odd sizes at its skips.
+    config.autoencoder.downsample = 1
+    config.autoencoder.hidden_channels = (16, 16)
+    config.autoencoder.latent_channels = 4
+    config.autoencoder.padding = ("auto", "auto")
+    config.score.padding = ("auto", "auto")
+    config.score.hidden_channels = (32, 64, 64)
+    config.score.hidden_blocks = (2, 2, 2)
+    config.pixel_score.padding = ("auto", "auto")
+    config.train.area_weighted = True
+    config.train.autoencoder.aux_dropout = 0.0
+    # Station-like observations of the state by default; the library's default guidance (MMPS, exact on
+    # Gaussian problems, checked stable on sparse points) and second-order sampler.
+    config.assimilation.length = 8
+    config.assimilation.guidance = "mmps"
+    config.assimilation.sampler = "multistep"
+    config.assimilation.steps = 32
+    config.assimilation.observations = (
+        ml_collections.ConfigDict({"modality": "state", "points": 0.05, "relative_std": 0.1}),
+    )
+    return config

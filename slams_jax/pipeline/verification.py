@@ -1,0 +1,190 @@
+"""Verification at withheld stations (``config.assimilation.verify``): every method scored where nobody looked.
+
+A second observation table (:func:`slams_jax.read_table`'s schema: ``time, lat, lon, variable,
+observation``) holds stations that are **not** assimilated. Each method's analysis of the window is sampled
+at its rows (:func:`slams_jax.to_points`, bilinear, the same weights as the ``Stations`` operator) and
+scored per variable with :func:`slams_jax.metrics.ensemble_scores` against the withheld values: RMSE of
+the (ensemble) mean, spread, spread/RMSE, CRPS. The methods:
+
+- ``analysis``: the posterior ensemble;
+- ``interpolation``: the assimilated state observations spread in space (bilinear for block means,
+  inverse-distance weighting for points and stations, periodic only where the grid is) and linearly in
+  time (:func:`slams_jax.baselines.interpolation.spatial_interpolation`);
+- ``3dvar``: 3D-Var with the static B tuned on held-out training observations, and its randomized
+  maximum-likelihood ensemble (:mod:`slams_jax.baselines.covariance_tuning`), when ``config.assimilation.threedvar``;
+- ``climatology``: an ensemble of training states (evenly spaced over the training period);
+- ``climatology_hour``: the same, restricted at each time to training states at the same hour of day
+  (sub-daily cadences only: the diurnal cycle is what a station climatology knows).
+
+The report goes to ``metrics.json`` (``verification``), the analysis at the stations to
+``verification.csv`` (:func:`write_points`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from slams_jax.baselines.interpolation import spatial_interpolation
+from slams_jax.errors import ConfigError
+from slams_jax.metrics import ensemble_scores
+from slams_jax.observation.files import read_table
+from slams_jax.observation.observations import Observation
+from slams_jax.observation.points import to_points
+
+#: Training states drawn for the climatological ensembles.
+CLIMATOLOGY_MEMBERS = 32
+#: The most (latest) training states 3D-Var's B is tuned on.
+TUNING_STATES = 2048
+
+
+def _ensemble_array(ens: np.ndarray, window: xr.Dataset, channels) -> xr.DataArray:
+    """``(member, time, lat, lon, channel)`` with the window's coordinates (what ``to_points`` samples)."""
+    return xr.DataArray(ens, dims=("member", "time", "latitude", "longitude", "channel"),
+                        coords={"time": window["time"].values, "latitude": window["latitude"].values,
+                                "longitude": window["longitude"].values, "channel": list(channels)})
+
+
+def point_scores(points, members: int) -> dict[str, dict[str, float]]:
+    """Per variable, the scores of sampled members (``member_k`` columns, or ``mean``) against ``observation``."""
+    out = {}
+    kept = points[np.isfinite(points["mean"].to_numpy(float)) & np.isfinite(points["observation"].to_numpy(float))]
+    for variable, rows in kept.groupby("variable", sort=False):
+        cols = [f"member_{k}" for k in range(members)] if members > 1 else ["mean"]
+        ens = jnp.asarray(rows[cols].to_numpy(np.float32).T[..., None])  # (member, row, 1)
+        truth = jnp.asarray(rows["observation"].to_numpy(np.float32)[:, None])
+        s = ensemble_scores(ens, truth, (str(variable),))[str(variable)]
+        if members == 1:  # one field: no spread; its CRPS is the mean absolute error
+            s.pop("spread"), s.pop("spread_skill")
+        s["count"] = int(len(rows))
+        out[str(variable)] = s
+    return out
+
+
+def _training_states(train, normalization, state: str, count: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to ``count`` present training states in physical units ``(n, lat, lon, channel)``, evenly spaced,
+    and their times (``None`` when the split does not know them)."""
+    present = np.flatnonzero(np.asarray(getattr(train, "present", np.ones((1, train.shape[1]), bool)))[0])
+    pick = present[np.unique(np.linspace(0, len(present) - 1, min(count, len(present))).astype(int))]
+    x = np.asarray(train[np.zeros_like(pick), pick], np.float32)
+    times = getattr(train, "times", None)
+    return normalization.denormalize(state, x), None if times is None else np.asarray(times)[pick]
+
+
+def climatologies(train, normalization, state: str, window: xr.Dataset, count: int = CLIMATOLOGY_MEMBERS
+                  ) -> dict[str, np.ndarray]:
+    """``climatology`` (and ``climatology_hour`` on sub-daily windows) as ensembles ``(member, time, ...)``."""
+    states, times = _training_states(train, normalization, state, 8 * count)
+    n_time = window.sizes["time"]
+    every = states[np.unique(np.linspace(0, len(states) - 1, min(count, len(states))).astype(int))]
+    out = {"climatology": np.repeat(every[:, None], n_time, axis=1)}
+    hours = window["time"].values.astype("datetime64[h]").astype(np.int64) % 24
+    if times is None or len(np.unique(hours)) < 2:
+        return out
+    train_hours = times.astype("datetime64[h]").astype(np.int64) % 24
+    members = []
+    for h in hours:
+        same = states[train_hours == h]
+        if not len(same):
+            return out
+        members.append(same[np.linspace(0, len(same) - 1, count).astype(int)])
+    out["climatology_hour"] = np.stack(members, axis=1)
+    return out
+
+
+def verify(table_path: str, window: xr.Dataset, channels, fields: Mapping[str, np.ndarray]) -> tuple[dict, Any]:
+    """Score every method's ensemble ``(member, time, lat, lon, channel)`` at the withheld stations.
+
+    Returns:
+        ``({"table", "rows", "methods": {method: {variable: scores}}}, the analysis's points DataFrame)``.
+    """
+    table = read_table(table_path)
+    known = set(channels)
+    unknown = sorted(set(table["variable"].astype(str)) - known)
+    if unknown:
+        raise ConfigError(f"config.assimilation.verify={table_path!r}: variables {unknown} are not state channels "
+                          f"{sorted(known)}")
+    periodic = bool(window.attrs.get("periodic_longitude", False))
+    report, first = {"table": str(table_path), "rows": int(len(table)), "methods": {}}, None
+    for name, ens in fields.items():
+        points = to_points(_ensemble_array(ens, window, channels), table, periodic=periodic)
+        report["methods"][name] = point_scores(points, ens.shape[0])
+        first = points if first is None else first
+    report["matched"] = int(np.isfinite(first["mean"].to_numpy(float)).sum())
+    return report, first
+
+
+def baseline_fields(state_obs: list[Observation], window: xr.Dataset, shape, climatology, train, normalization,
+                    state: str) -> dict[str, np.ndarray]:
+    """The classical methods' ensembles of the window: interpolation (one member) and the climatologies."""
+    periodic = bool(window.attrs.get("periodic_longitude", False))
+    fields = {"interpolation": spatial_interpolation(state_obs, shape, climatology, periodic=(False, periodic))[None]}
+    fields.update(climatologies(train, normalization, state, window))
+    return fields
+
+
+def _training_block(train, normalization, state: str, limit: int) -> np.ndarray:
+    """The last ``limit`` training states in physical units ``(1, time, lat, lon, channel)``, NaN where missing."""
+    n = train.shape[1]
+    rows = np.arange(max(0, n - limit), n)
+    present = np.asarray(getattr(train, "present", np.ones((1, n), bool)))[0, rows]
+    block = np.full((len(rows),) + tuple(train.shape[2:]), np.nan, np.float32)
+    block[present] = normalization.denormalize(state, np.asarray(train[np.zeros(present.sum(), int), rows[present]]))
+    return block[None]
+
+
+def _scalar_std(o: Observation) -> Observation:
+    """``o`` with its per-value stds replaced by their RMS (the tuner draws new sites and noise from it)."""
+    if not isinstance(o.std, np.ndarray):
+        return o
+    return Observation(o.modality, o.operator, o.values, float(np.sqrt(np.mean(np.square(o.std_array())))), o.name)
+
+
+def threedvar_fields(a, model, source, state_obs: list[Observation], window: xr.Dataset,
+                     limit: int = TUNING_STATES) -> tuple[dict[str, np.ndarray], dict]:
+    """The 3D-Var ensemble of the window with ``B`` tuned on held-out training windows observed by the same
+    network (a fifth of its sites withheld there), and the tuning's report."""
+    from slams_jax.baselines.covariance_tuning import tune_static_covariance
+    from slams_jax.baselines.variational import three_dvar_ensemble
+
+    linear = [_scalar_std(o) for o in state_obs if o.operator.linear]
+    if not linear:
+        return {}, {"skipped": "no linear state observation"}
+    state = model.settings.data.state.name
+    train = _training_block(source.arrays["train"][state], model.normalization, state, limit)
+    periodic = (False, bool(window.attrs.get("periodic_longitude", False)))
+    k_tune, k_ens = jax.random.split(jax.random.PRNGKey(a.seed + 0x3D))
+    mean, cov, report = tune_static_covariance(k_tune, train, linear, periodic, window.sizes["time"])
+    background = np.broadcast_to(mean, (window.sizes["time"],) + mean.shape)
+    ens = three_dvar_ensemble(k_ens, [o for o in state_obs if o.operator.linear], background, cov, a.members,
+                              inflation=report.inflation, tol=report.tol, maxiter=report.maxiter)
+    return {"3dvar": np.asarray(ens)}, report.to_dict()
+
+
+def write_points(path: Path, points) -> None:
+    """The analysis at the withheld stations (``to_points``' columns) as CSV."""
+    points.to_csv(path, index_label="row")
+
+
+def format_verification(v: Mapping[str, Any]) -> str:
+    """The verification table: per variable, every method's RMSE, spread and CRPS at the withheld stations."""
+    lines = [f"verification at {v['matched']} withheld station values ({v['table']}):",
+             f"  {'':12s} {'method':18s} {'RMSE':>8s} {'spread':>8s} {'spr/RMSE':>8s} {'CRPS':>8s}"]
+    variables = next(iter(v["methods"].values())).keys()
+    for var in variables:
+        for method, per in v["methods"].items():
+            s = per.get(var)
+            if s is None:
+                continue
+            spread = f"{s['spread']:8.4f} {s['spread_skill']:8.3f}" if "spread" in s else f"{'-':>8s} {'-':>8s}"
+            lines.append(f"  {var:12s} {method:18s} {s['rmse']:8.4f} {spread} {s['crps']:8.4f}")
+    return "\n".join(lines)
+
+
+__all__ = ["CLIMATOLOGY_MEMBERS", "TUNING_STATES", "point_scores", "climatologies", "verify", "baseline_fields",
+           "threedvar_fields", "write_points", "format_verification"]

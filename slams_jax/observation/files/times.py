@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from slams_jax.errors import ObservationError
 
@@ -34,8 +35,8 @@ def format_time(t: Any) -> str:
     t = np.asarray(t)
     if t.dtype.kind == "M":
         return str(np.datetime_as_string(t, unit="auto"))
-    if t.dtype.kind == "m":
-        return str(t.astype("timedelta64[ns]"))
+    if t.dtype.kind == "m":  # "3 hours", not "10800000000000 nanoseconds"
+        return str(pd.Timedelta(int(t.astype("timedelta64[ns]").astype(np.int64)), unit="ns"))
     return f"{float(t):g}"
 
 

@@ -19,7 +19,9 @@ Set at least the files, the state's variables and the three date ranges, e.g.::
   across 0 E included): longitude wraps only when the grid spans the globe (``periodic="auto"``), and
   every network's padding follows from the grid (``padding=("auto", "auto")``).
 - Auxiliary modalities: ``config.data.aux.<name> = {"path": ..., "variables": (...)}`` (an empty path: the
-  state's files).
+  state's files), set in your own config file or from Python (the command line overrides existing keys).
+- Assimilation: ``--config.assimilation.start=2021-01-25T00 --config.assimilation.length=8
+  --config.assimilation.stations=obs.csv --config.assimilation.verify=withheld.csv`` (docs/own_data.md).
 
 Everything is checked before training: the variables and levels in the files, the dates inside the data,
 each split long enough for the score window, the padding against the grid; the errors name the option.
@@ -69,6 +71,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.train.autoencoder.aux_dropout = 0.0
     # Station-like observations of the state by default; the library's default guidance (MMPS, exact on
     # Gaussian problems, checked stable on sparse points) and second-order sampler.
+    with config.assimilation.ignore_type():  # a date-time such as 2021-01-25T00, or an index; empty: the first
+        config.assimilation.start = ""
+    config.assimilation.stations = ""  # a table of stations to assimilate (time, lat, lon, variable, observation)
+    config.assimilation.stations_std = 1.0  # their noise where the table has no std column
+    config.assimilation.verify = ""  # a table of withheld stations, scored (not assimilated)
     config.assimilation.length = 8
     config.assimilation.guidance = "mmps"
     config.assimilation.sampler = "multistep"

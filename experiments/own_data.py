@@ -91,8 +91,8 @@ def main(argv=None) -> dict:
         report = assimilate(c, out / "run")
         print(f"--- {mode}")
         print(format_report(report))
-        results[mode] = report["verification"]
-        (out / f"verification_{mode}.json").write_text(json.dumps(report["verification"], indent=1))
+        results[mode] = report["verify"]
+        (out / f"verification_{mode}.json").write_text(json.dumps(report["verify"], indent=1))
     return results
 
 

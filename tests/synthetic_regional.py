@@ -38,3 +38,15 @@ def station_table(ds: xr.Dataset, times, n: int, seed: int, std: float = 0.5, pr
             rows.append({"time": t, "lat": lat[k], "lon": lon[k], "variable": "t2m", "station": f"{prefix}{k}",
                          "observation": float(values[k]) + std * rng.standard_normal(), "std": std})
     return pd.DataFrame(rows)
+
+
+def with_levels(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` as a user's file: CF names ``lat``/``lon``, float32 coordinates with attributes, and a levelled
+    temperature ``t (valid_time, level, lat, lon)`` next to the surface ``t2m``."""
+    t = xr.concat([ds["t2m"] - 10.0, ds["t2m"] - 30.0], dim="level").assign_coords(level=[850.0, 500.0])
+    out = ds.assign(t=t.transpose("valid_time", "level", "latitude", "longitude"))
+    out = out.rename(latitude="lat", longitude="lon")
+    out = out.assign_coords(lat=out["lat"].astype(np.float32), lon=out["lon"].astype(np.float32))
+    out["lat"].attrs = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
+    out["lon"].attrs = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
+    return out

@@ -55,6 +55,13 @@ class AuxSettings:
     weight: float = 1.0
 
 
+def period_end(last: str) -> np.datetime64:
+    """The last instant of an inclusive period end, at the string's own precision: ``"2021-01-20"`` is the end
+    of that day, ``"2021-02"`` of February, ``"2021"`` of the year, ``"2021-01-20T06:00"`` of that minute."""
+    end = np.datetime64(str(last).strip())
+    return (end + 1).astype("datetime64[ns]") - np.timedelta64(1, "ns")
+
+
 def _check_periods(periods: Mapping[str, tuple[str, ...]]) -> None:
     """Every split a ``(first, last)`` pair of dates, the last not before the first, no two overlapping."""
     bounds = {}
@@ -62,11 +69,9 @@ def _check_periods(periods: Mapping[str, tuple[str, ...]]) -> None:
         if len(pair) != 2:
             raise ValueError(f"{split}={pair!r}: expected (first_date, last_date), e.g. ('2021-01-01', '2021-01-20')")
         try:
-            lo, hi = (np.datetime64(d, "ns") for d in pair)
+            lo, hi = np.datetime64(pair[0], "ns"), period_end(pair[1])
         except ValueError as e:
             raise ValueError(f"{split}={pair!r}: not dates ({e})") from e
-        if len(str(pair[1]).strip()) <= 10:
-            hi = hi + np.timedelta64(1, "D") - np.timedelta64(1, "ns")
         if hi < lo:
             raise ValueError(f"{split}={pair!r}: the last date is before the first")
         bounds[split] = (lo, hi)
@@ -96,7 +101,7 @@ class DataSettings:
         train, valid, test: Inclusive ``(first, last)`` dates (or date-times) of the splits.
         periodic: Whether longitude wraps: ``"auto"`` (when the grid spans the globe), ``"yes"`` or ``"no"``.
         missing: A state time with no data: ``error`` (reported, nothing runs) or ``skip`` (no window holds it).
-        normalization_states: Training states (evenly spaced) the normalization is fitted on.
+        normalization_states: Training states (drawn at random, seeded) the normalization is fitted on.
         prepared: A store written by ``python -m slams_jax.prepare`` to train from; empty: read the files.
         aux: Auxiliary modalities by name (``--config.data.aux.precip.path=...``).
         cache_dir: Where generated (Kolmogorov) data are cached; empty means ``WORKDIR/data``.
@@ -145,6 +150,13 @@ class DataSettings:
         for name, a in self.aux.items():
             channels = tuple(v.channel for v in parse_variables(a.variables, f"config.data.aux.{name}.variables"))
             derived.append(ModalitySettings(name, channels, a.weight))
+        seen: dict[str, str] = {}
+        for m in derived:  # channel names key the truth window and the tables' variables: one modality each
+            for channel in m.variables:
+                if channel in seen:
+                    raise ValueError(f"channel {channel!r} is named by modalities {seen[channel]!r} and {m.name!r}; "
+                                     "give one an alias (alias=name@level)")
+                seen[channel] = m.name
         if not self.modalities:
             object.__setattr__(self, "modalities", tuple(derived))
             return
@@ -173,4 +185,4 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["ModalitySettings", "AuxSettings", "DataSettings", "to_plain"]
+__all__ = ["ModalitySettings", "AuxSettings", "DataSettings", "period_end", "to_plain"]

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Callable
+from typing import Callable, Literal
 
 import jax
 import jax.numpy as jnp
 
 from slams_jax._types import Array, EpsFn, Float
-from slams_jax.diffusion.linalg import conjugate_gradient
+from slams_jax.diffusion.linalg import conjugate_gradient, safeguarded_cg
 from slams_jax.diffusion.schedules import VPSchedule
 
 
@@ -162,16 +162,28 @@ class MMPS(Guidance):
 
     Attributes:
         cg_iterations: Most conjugate-gradient iterations per score evaluation (each costs one VJP of the
-            denoiser and one JVP and VJP of the observation model). Exact when it
-            reaches the number of distinct eigenvalues of the observation covariance.
+            denoiser and one JVP and VJP of the observation model; ``robust``: also one JVP of the denoiser).
+            Exact when it reaches the number of distinct eigenvalues of the observation covariance.
         cg_tolerance: Stop earlier once the residual is this fraction of the right-hand side (0: always run
             ``cg_iterations``); each member of an ensemble stops at its own residual. The system is solved
             whitened by the noise standard deviations, so the residual is measured in units of the noise.
+        solver: ``cg``: conjugate gradients on ``I + D A Cov A^T D`` with ``Cov`` applied by the denoiser's
+            VJP, as in the paper. ``robust``: for learned denoisers, whose Jacobian is neither symmetric nor
+            positive (measured on the Lorenz-63 prior: asymmetry 0.5-1.3 of its norm, eigenvalues of the
+            whitened operator down to -3000 at high noise): ``Cov`` is replaced by its symmetric part
+            ``(J + J^T) / 2`` (the nearest symmetric matrix), the solve by :func:`safeguarded_cg` (curvature
+            floored at that of ``I``, the best iterate kept), and a member whose operator broke down
+            (curvature under half that of ``I``: a covariance far from positive) takes SDA's diagonal
+            likelihood for that evaluation. Where ``Cov`` is a covariance (a Gaussian prior) it is ``cg``.
+        fallback_gamma: ``robust`` only: the ``gamma`` of that SDA likelihood; ``None``: no fallback (the
+            floored solve is used as it is).
         max_shift: As for :class:`Guidance`; 3 by default.
     """
 
     cg_iterations: int = 16
     cg_tolerance: float = 1e-2
+    solver: Literal["cg", "robust"] = "cg"
+    fallback_gamma: float | None = 1e-2
     max_shift: float | None = dataclasses.field(default=3.0, kw_only=True)
 
     def __post_init__(self):
@@ -180,29 +192,60 @@ class MMPS(Guidance):
             raise ValueError(f"MMPS.cg_iterations={self.cg_iterations!r}: expected at least 1")
         if not 0.0 <= self.cg_tolerance < 1.0:
             raise ValueError(f"MMPS.cg_tolerance={self.cg_tolerance!r}: expected a number in [0, 1)")
+        if self.solver not in ("cg", "robust"):
+            raise ValueError(f"MMPS.solver={self.solver!r}: expected 'cg' or 'robust'")
+        if self.fallback_gamma is not None and not self.fallback_gamma >= 0:
+            raise ValueError(f"MMPS.fallback_gamma={self.fallback_gamma!r}: expected None or a non-negative number")
 
     def guide(self, eps_fn, schedule, likelihood):
         lik = likelihood
+        solve = self._solve_robust if self.solver == "robust" else self._solve_cg
 
         def eps_post(x, t):
             denoise, mu, sigma = _denoiser(eps_fn, schedule, t)
-            x0, denoise_vjp, eps = jax.vjp(denoise, x, has_aux=True)
-            pred, forward_jvp = jax.linearize(lik.forward, x0)
-            forward_vjp = jax.linear_transpose(forward_jvp, x0)
-            back = lambda v: denoise_vjp(forward_vjp(v)[0])[0]  # (dA(x_hat)/dx_t)^T v
-            cov_scale = jnp.square(sigma) / mu
             # (s^2 I + A Cov[x | x_t] A^T) u = y - A(x_hat), Cov = sigma^2 / mu (d x_hat / d x_t), solved whitened
             # by the noise (u = w / s): I + (A Cov A^T) / s s^T is as well conditioned as the problem allows
             # whatever the spread of the stds, and a value with a huge std (a placeholder) is exactly inert.
-            white = 1.0 / lik.std
-
-            def matvec(w):
-                return w + cov_scale * white * forward_jvp(back(white * w))
-
-            w, _, _ = conjugate_gradient(matvec, white * (lik.y - pred), self.cg_iterations, self.cg_tolerance)
-            return _damped(eps, -sigma * back(white * w), mu, sigma, self.max_shift)
+            back, w, eps = solve(denoise, x, lik, mu, sigma)
+            return _damped(eps, -sigma * back((1.0 / lik.std) * w), mu, sigma, self.max_shift)
 
         return eps_post
+
+    def _solve_cg(self, denoise, x, lik, mu, sigma):
+        """``(back, w, eps)``: ``back = (d A(x_hat) / d x_t)^T`` and the whitened solution ``w``."""
+        x0, denoise_vjp, eps = jax.vjp(denoise, x, has_aux=True)
+        pred, forward_jvp = jax.linearize(lik.forward, x0)
+        forward_vjp = jax.linear_transpose(forward_jvp, x0)
+        back = lambda v: denoise_vjp(forward_vjp(v)[0])[0]  # (dA(x_hat)/dx_t)^T v
+        cov_scale, white = jnp.square(sigma) / mu, 1.0 / lik.std
+
+        def matvec(w):
+            return w + cov_scale * white * forward_jvp(back(white * w))
+
+        w, _, _ = conjugate_gradient(matvec, white * (lik.y - pred), self.cg_iterations, self.cg_tolerance)
+        return back, w, eps
+
+    def _solve_robust(self, denoise, x, lik, mu, sigma):
+        """As :meth:`_solve_cg`, with the symmetric part of ``Cov``, the safeguarded solve and the fallback."""
+        x0, denoise_jvp, eps = jax.linearize(denoise, x, has_aux=True)
+        denoise_vjp = jax.linear_transpose(denoise_jvp, x)
+        pred, forward_jvp = jax.linearize(lik.forward, x0)
+        forward_vjp = jax.linear_transpose(forward_jvp, x0)
+        back = lambda v: denoise_vjp(forward_vjp(v)[0])[0]
+        cov_scale, white = jnp.square(sigma) / mu, 1.0 / lik.std
+
+        def matvec(w):
+            a = forward_vjp(white * w)[0]
+            return w + (0.5 * cov_scale) * white * forward_jvp(denoise_jvp(a) + denoise_vjp(a)[0])
+
+        b = white * (lik.y - pred)
+        w, _, _, sound = safeguarded_cg(matvec, b, self.cg_iterations, self.cg_tolerance)
+        if self.fallback_gamma is not None:
+            # SDA: u = r / (s^2 + gamma c^2 (sigma / mu)^2), whitened w = s u
+            noise = jnp.square(lik.std)
+            diagonal = b * noise / (noise + self.fallback_gamma * jnp.square(lik.scale * (sigma / mu)))
+            w = jnp.where(sound, w, diagonal)
+        return back, w, eps
 
 
 __all__ = ["Guidance", "SDA", "DPS", "MMPS", "Likelihood"]

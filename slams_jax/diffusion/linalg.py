@@ -8,6 +8,11 @@ operator that is only approximately positive (a learned denoiser's Jacobian) can
 It runs as a ``lax.while_loop``, so it vmaps (each member stops at its own residual) but is not
 reverse-differentiable; callers hold the solution fixed when differentiating, as MMPS does.
 
+:func:`safeguarded_cg` is the variant for operators known to be at least ``floor * I`` but evaluated
+through a learned map that may break it (MMPS's whitened ``I + A Cov A^T`` with a learned denoiser): the
+curvature of each direction is floored, the iterate with the smallest residual is returned, and whether the
+operator fell far below its floor is reported, so the caller can fall back to another approximation.
+
 For small dense systems solved many times inside a loop (the twins' filters), :func:`spd_solve` is a direct
 Gauss-Jordan solve for symmetric positive definite matrices.
 """
@@ -61,6 +66,56 @@ def conjugate_gradient(
     return x, k, residual
 
 
+def safeguarded_cg(
+    matvec: Callable[[Array], Array], b: Float[Array, "*shape"], maxiter: int, tol: float = 0.0,
+    floor: float = 1.0, breakdown: float = 0.5,
+) -> tuple[Float[Array, "*shape"], Int[Array, ""], Float[Array, ""], Array]:
+    """Conjugate gradients for an operator that should be at least ``floor * I`` but may not be.
+
+    Each step length uses the curvature ``max(p^T A p, floor |p|^2)``, so no step is longer than it would be
+    for the smallest admissible operator (``alpha |p| <= |r|^2 / (floor |p|)``), and the iterate with the
+    smallest residual (never above ``|b|``, that of ``x = 0``) is returned. On an operator that is
+    ``>= floor * I`` the floor never acts and this is plain CG.
+
+    Args:
+        matvec: The operator, ``x -> A x`` (same shape as ``b``); symmetric ``>= floor * I`` when exact.
+        b: Right-hand side.
+        maxiter: Largest number of iterations.
+        tol: Stop once the residual norm is at most ``tol`` times ``|b|`` (0: run all ``maxiter``).
+        floor: The operator's known lower bound (1 for ``I + PSD``).
+        breakdown: A direction with ``p^T A p < breakdown * floor * |p|^2`` marks the operator as broken.
+
+    Returns:
+        ``(x, iterations, |r| / |b|, sound)``: ``sound`` is False when some direction broke down.
+    """
+    bb = jnp.vdot(b, b)
+    threshold = jnp.square(tol) * bb
+
+    def cond(state):
+        k, _, _, _, rr, _, _, _ = state
+        return (k < maxiter) & (rr > threshold)
+
+    def body(state):
+        k, x, r, p, rr, best, best_rr, sound = state
+        ap = matvec(p)
+        pap, pp = jnp.vdot(p, ap), jnp.vdot(p, p)
+        sound = sound & ~(pap < breakdown * floor * pp)
+        curvature = jnp.maximum(pap, floor * pp)
+        alpha = jnp.where(curvature > 0, rr / jnp.where(curvature > 0, curvature, 1.0), 0.0)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = jnp.vdot(r, r)
+        better = rr_new < best_rr
+        best, best_rr = jnp.where(better, x, best), jnp.where(better, rr_new, best_rr)
+        p = r + jnp.where(rr > 0, rr_new / jnp.where(rr > 0, rr, 1.0), 0.0) * p
+        return k + 1, x, r, p, rr_new, best, best_rr, sound
+
+    zero = jnp.zeros_like(b)
+    state = (jnp.asarray(0, jnp.int32), zero, b, b, bb, zero, bb, jnp.asarray(True))
+    k, _, _, _, _, best, best_rr, sound = jax.lax.while_loop(cond, body, state)
+    return best, k, jnp.sqrt(best_rr / jnp.where(bb > 0, bb, 1.0)), sound
+
+
 def spd_solve(s: Float[Array, "n n"], b: Float[Array, "n m"]) -> Float[Array, "n m"]:
     """Solve ``s x = b`` for a symmetric positive definite ``s (n, n)`` and ``b (n, m)``.
 
@@ -80,4 +135,4 @@ def spd_solve(s: Float[Array, "n n"], b: Float[Array, "n m"]) -> Float[Array, "n
     return jax.lax.fori_loop(0, n, eliminate, jnp.concatenate([s, b], axis=1))[:, n:]
 
 
-__all__ = ["conjugate_gradient", "spd_solve"]
+__all__ = ["conjugate_gradient", "safeguarded_cg", "spd_solve"]

@@ -22,6 +22,7 @@ On a geographic grid (ERA5) every score is weighted by cell area (cos latitude),
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from slams_jax.errors import ConfigError
 from slams_jax.metrics import ensemble_scores
 from slams_jax.observation.observations import Observation
 from slams_jax.pipeline.filtering import cycle_problems, filter_analysis
+from slams_jax.pipeline.builder import as_mapping
 from slams_jax.pipeline.configuration import (
     AssimilationSettings, assimilation_settings_from_config, parallel_settings_from_config,
 )
@@ -59,6 +61,10 @@ def load_truth(a: AssimilationSettings, model: TrainedModel, workdir: Path, sour
     """The true window of ``a`` as xarray (with coordinates) and as ``{modality: (time, y, x, channel)}``
     arrays in physical units (``dataset``: the in-memory ``xarray.Dataset`` the model was trained on)."""
     settings = model.settings
+    score = settings.score if a.space == "latent" else settings.pixel_score
+    if a.mode == "smoother" and a.length < score.window:
+        raise ConfigError(f"config.assimilation.length={a.length}: the window must hold at least the prior's "
+                          f"{score.window} states (2 * order + 1)")
     window = load_window(settings.data, settings.seed, workdir, a.trajectory, a.start, a.length, source, dataset)
     raw = datasets.to_arrays(window.expand_dims("trajectory"), settings.data.modalities)
     return window, {k: v[0] for k, v in raw.items()}
@@ -86,7 +92,7 @@ def sample_filter(key, a: AssimilationSettings, model: TrainedModel, observation
     lag = a.lag or score.window
     if lag < score.window:
         raise ConfigError(f"config.assimilation.lag={lag}: a cycle's window must hold the score window of "
-                          f"{score.window} states (0 takes it)")
+                          f"{score.window} states (0, the default, takes it)")
     problems = cycle_problems(observations, a.length, lag)
     keys = jax.random.split(key, len(problems))
     chunk = a.cycle_batch or len(problems)
@@ -140,6 +146,18 @@ def score_analysis(a: AssimilationSettings, model: TrainedModel, truth: Mapping[
     return scores, baseline
 
 
+def _moved_data(model: TrainedModel, config: Any) -> TrainedModel:
+    """``model`` reading its gridded data from ``config.data.path`` when that is given (the files moved);
+    every other data setting stays the checkpoint's."""
+    raw = as_mapping(config, "").get("data") or {}
+    path = raw.get("path", "") if hasattr(raw, "get") else ""
+    data = model.settings.data
+    if not path or data.source != "dataset" or path == data.path:
+        return model
+    settings = dataclasses.replace(model.settings, data=dataclasses.replace(data, path=str(path)))
+    return dataclasses.replace(model, settings=settings)
+
+
 def verify_withheld(a: AssimilationSettings, model: TrainedModel, workdir: Path, window, truth: np.ndarray,
                     analysis: np.ndarray, state_obs: list[Observation], source: SourceData | None, dataset):
     """The analysis and the classical methods scored at the withheld stations of ``a.verify``."""
@@ -150,12 +168,13 @@ def verify_withheld(a: AssimilationSettings, model: TrainedModel, workdir: Path,
     source = source or load_source(data, model.settings.seed, workdir, dataset)
     state = data.state.name
     train = source.arrays["train"][state]
+    # the source's arrays are normalized by its own fit (refitted when the source was loaded again here)
     fields = {"analysis": analysis, **baseline_fields(state_obs, window, truth.shape,
-                                                      np.asarray(model.normalization.mean[state], np.float32),
-                                                      train, model.normalization, state)}
+                                                      np.asarray(source.normalization.mean[state], np.float32),
+                                                      train, source.normalization, state)}
     tuning = None
     if a.threedvar:
-        extra, tuning = threedvar_fields(a, model, source, state_obs, window)
+        extra, tuning = threedvar_fields(a, source, state_obs, window)
         fields.update(extra)
     report, points = verify(a.verify, window, data.state.variables, fields)
     if tuning is not None:
@@ -217,7 +236,7 @@ def assimilate(config: Any, workdir: str | os.PathLike, *, model: TrainedModel |
     par = parallel_settings_from_config(config)
     parallel.initialize(par)
     mesh = parallel.data_mesh(par.devices)
-    model = load_trained(workdir) if model is None else model
+    model = _moved_data(load_trained(workdir) if model is None else model, config)
     window, truth = load_truth(a, model, workdir, source, dataset)
 
     k_obs, k_sample = jax.random.split(jax.random.PRNGKey(a.seed))
@@ -237,7 +256,7 @@ def assimilate(config: Any, workdir: str | os.PathLike, *, model: TrainedModel |
     report = {**_describe(a, guidance, sampler, observations, sampling_s, mesh, weights), **scores}
     points = None
     if a.verify:
-        report["verification"], points = verify_withheld(a, model, workdir, window, truth[state_name], analysis,
+        report["verify"], points = verify_withheld(a, model, workdir, window, truth[state_name], analysis,
                                                          state_obs, source, dataset)
 
     if not parallel.is_main_process():  # every process sampled its members; process 0 writes
@@ -262,8 +281,8 @@ def format_report(report: Mapping[str, Any]) -> str:
             base = (f"{b['rmse']:8.4f} {b['crps']:8.4f} {b['wasserstein1']:8.4f}" if b else f"{'-':>8s} {'-':>8s} {'-':>8s}")
             lines.append(f"  {name + '.' + var:18s} {s['rmse']:8.4f} {s['spread']:8.4f} {s['crps']:8.4f} "
                          f"{s['wasserstein1']:8.4f}             {base}")
-    if "verification" in report:
-        lines.append(format_verification(report["verification"]))
+    if "verify" in report:
+        lines.append(format_verification(report["verify"]))
     return "\n".join(lines)
 
 

@@ -27,7 +27,11 @@ def resolve_settings(settings: Settings, source: SourceData) -> Settings:
     grid = source.coordinates
 
     def resolved(group, name: str):
-        return dataclasses.replace(group, padding=resolve_padding(group.padding, grid, f"config.{name}.padding"))
+        # every level pads: a U-Net's levels halve the grid (stride 2), the autoencoder works at full and at
+        # downsampled resolution
+        levels = len(group.hidden_channels) if name != "autoencoder" else 1 + int(np.log2(max(group.downsample, 1)))
+        return dataclasses.replace(group, padding=resolve_padding(group.padding, grid, f"config.{name}.padding",
+                                                                  divisor=2 ** levels))
 
     return dataclasses.replace(settings, autoencoder=resolved(settings.autoencoder, "autoencoder"),
                                score=resolved(settings.score, "score"),

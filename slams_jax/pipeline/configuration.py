@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, Union
 
 from slams_jax.data.settings import AuxSettings, DataSettings, ModalitySettings, to_plain
 from slams_jax.diffusion.multistep import STEPS as MULTISTEP_STEPS
@@ -233,7 +233,9 @@ class AssimilationSettings(SamplingSettings):
     Attributes:
         seed: Seed of the observation noise, random points and the sampler.
         space: ``latent`` (SLAMS) or ``pixel`` (the SDA pixel-space prior, if trained).
-        trajectory, start, length: The test-split window assimilated (trajectory index, first state, states).
+        trajectory, start, length: The test-split window assimilated (trajectory index, first state, states);
+            on gridded data ``start`` may be a date-time of the test split (``"2021-01-25T00"``), and
+            empty means its first state.
         members: Ensemble size.
         batch_size: Members sampled at once (0: all).
         guidance, sampler and their settings: see :class:`SamplingSettings`.
@@ -247,6 +249,9 @@ class AssimilationSettings(SamplingSettings):
             lag window of ``lag`` states ending there; :mod:`slams_jax.pipeline.filtering`).
         lag: States of a filter cycle's window (0: the score window, ``2 * order + 1``).
         cycle_batch: Filter cycles sampled in one program (0: all of them).
+        stations: An observation table of the state (CSV, parquet or netCDF; each row's ``variable`` names its
+            channel), assimilated; the same as a ``files`` entry of kind ``stations``. ``stations_std``: the
+            noise of rows without a ``std`` column.
         verify: An observation table of withheld stations (CSV, parquet or netCDF; ``time, lat, lon, variable,
             observation``), never assimilated: the analysis and the baselines are scored at them
             (:mod:`slams_jax.pipeline.verification`); empty: none.
@@ -256,7 +261,7 @@ class AssimilationSettings(SamplingSettings):
     seed: int = 0
     space: Literal["latent", "pixel"] = "latent"
     trajectory: int = 0
-    start: int = 0
+    start: Union[int, str] = 0
     length: int = 16
     members: int = 16
     batch_size: int = 0
@@ -267,6 +272,8 @@ class AssimilationSettings(SamplingSettings):
     mode: Literal["smoother", "filter"] = "smoother"
     lag: int = 0
     cycle_batch: int = 0
+    stations: str = ""
+    stations_std: float = 1.0
     verify: str = ""
     threedvar: bool = True
 

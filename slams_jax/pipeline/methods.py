@@ -25,7 +25,8 @@ def make_guidance(a) -> Guidance:
         return SDA(gamma=a.gamma, **limit)
     if a.guidance == "dps":
         return DPS(zeta=a.zeta, **limit)
-    return MMPS(cg_iterations=a.cg_iterations, cg_tolerance=a.cg_tolerance, **limit)
+    return MMPS(cg_iterations=a.cg_iterations, cg_tolerance=a.cg_tolerance,
+                solver=getattr(a, "mmps_solver", "cg"), **limit)
 
 
 def make_sampler(a) -> Sampler:

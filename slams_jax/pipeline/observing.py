@@ -33,7 +33,7 @@ from slams_jax.observation.operators import (
     TimeSubsample,
     random_points,
 )
-from slams_jax.pipeline.configuration import AssimilationSettings, ObservationSettings
+from slams_jax.pipeline.configuration import AssimilationSettings, ObservationFileSettings, ObservationSettings
 from slams_jax.pipeline.pretrained import TrainedModel
 
 
@@ -101,19 +101,25 @@ def make_observations(
 
 
 def read_observation_files(a: AssimilationSettings, model: TrainedModel, window) -> list[Observation]:
-    """The observations of ``a.files``, on the grid and at the times of the truth ``window`` (xarray).
+    """The observations of ``a.files`` and ``a.stations``, on the grid and at the times of the truth ``window``.
 
     A ``stations`` file is an observation table (:func:`slams_jax.read_table`). With ``variable`` set, only
     its rows of that channel of ``modality`` are read (every row, without a ``variable`` column); without,
     each row's ``variable`` names its channel: one of ``modality``'s, else one of another modality's.
-    The grid's longitude is periodic only where it spans the globe.
+    ``a.stations`` is such a table of the state. The grid's longitude is periodic as the data say
+    (``config.data.periodic``; on Kolmogorov flow, where it spans the globe).
     """
+    files = tuple(a.files)
+    if a.stations:
+        files += (ObservationFileSettings(a.stations, kind="stations", modality=model.settings.data.state.name,
+                                          std=a.stations_std),)
     lat_name = coords.find(window.coords, "latitude", grid=True)
     lon_name = coords.find(window.coords, "longitude", grid=True)
     grid_lat, grid_lon = window[lat_name].values, window[lon_name].values
     out = []
     modalities = {m.name: m for m in model.settings.data.modalities}
-    for i, f in enumerate(a.files):
+    periodic = bool(window.attrs["periodic_longitude"]) if "periodic_longitude" in window.attrs else None
+    for i, f in enumerate(files):
         if f.modality not in modalities:
             raise ConfigError(f"config.assimilation.files[{i}].modality={f.modality!r}: expected one of {sorted(modalities)}")
         variables = modalities[f.modality].variables
@@ -122,7 +128,7 @@ def read_observation_files(a: AssimilationSettings, model: TrainedModel, window)
         if f.kind == "grid":
             out.extend(read_gridded(f.path, **kwargs))
         elif f.variable:
-            out.extend(read_stations(f.path, **kwargs))
+            out.extend(read_stations(f.path, periodic=periodic, **kwargs))
         else:
             # the file's modality first, so a channel name it shares with another modality is its own
             names = {f.modality: tuple(variables)}
@@ -130,7 +136,7 @@ def read_observation_files(a: AssimilationSettings, model: TrainedModel, window)
                           for m, s in modalities.items() if m != f.modality})
             table = read_table(f.path, variable=variables[0])
             out.extend(table_observations(table, grid_lat=grid_lat, grid_lon=grid_lon, times=kwargs["times"],
-                                          modalities=names, std=f.std))
+                                          modalities=names, std=f.std, periodic=periodic))
     return out
 
 

@@ -22,6 +22,7 @@ def write_dataset(path: Path, window, state_vars, units, analysis, truth, baseli
     lat, lon = (d for d in window[state_vars[0]].dims if d not in ("time", "trajectory"))
     coords = {"member": np.arange(analysis.shape[0]), "time": window["time"].values,
               lat: window[lat].values, lon: window[lon].values, "channel": list(state_vars)}
+    time_name = window.attrs.get("time_name", "time")  # the data files' own spelling (valid_time...)
     dims = ("time", lat, lon, "channel")
     ds = xr.Dataset(
         {
@@ -35,8 +36,10 @@ def write_dataset(path: Path, window, state_vars, units, analysis, truth, baseli
         coords=coords,
         attrs={**attrs, "channel_units": ", ".join(units)},
     )
-    for d in (lat, lon):
+    for d in (lat, lon, "time"):
         ds[d].attrs.update(window[d].attrs)
+    if time_name != "time":
+        ds = ds.rename(time=time_name)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     ds.to_netcdf(tmp)
     os.replace(tmp, path)

@@ -95,14 +95,14 @@ def load_source(data: DataSettings, seed: int, workdir: str | os.PathLike,
     return SourceData(data, arrays, norm, splits)
 
 
-def load_window(data: DataSettings, seed: int, workdir: str | os.PathLike, trajectory: int, start: int,
+def load_window(data: DataSettings, seed: int, workdir: str | os.PathLike, trajectory: int, start: int | str,
                 length: int, source: SourceData | None = None, dataset: xr.Dataset | None = None) -> xr.Dataset:
     """States ``start .. start + length - 1`` of one test trajectory, physical units, with coordinates.
 
     Args:
         data, seed, workdir: As for :func:`load_source`.
         trajectory, start, length: The window (``config.assimilation``); gridded data have one test
-            trajectory (0).
+            trajectory (0), and ``start`` may be a date-time of it (``"2021-01-25T00"``; empty: its first state).
         source: The data already loaded by :func:`load_source`, if any (Kolmogorov flow is then not
             read again; an in-memory dataset is reused).
         dataset: The ``dataset`` source's data in memory, in place of ``config.data.path``.
@@ -119,7 +119,15 @@ def load_window(data: DataSettings, seed: int, workdir: str | os.PathLike, traje
         if dataset is None and not data.path:
             raise ConfigError("this experiment was trained on an xarray.Dataset passed in from Python; pass it "
                               "again (assimilate(config, workdir, dataset=ds))")
+        if isinstance(start, str):
+            start = int(start) if start.strip().lstrip("-").isdigit() else (
+                gridded.state_index(data, "test", start, dataset) if start.strip() else 0)
         return gridded.window_dataset(data, "test", start, length, dataset)
+    if isinstance(start, str):
+        if not start.strip().lstrip("-").isdigit():
+            raise ConfigError(f"config.assimilation.start={start!r}: the {data.source} data have no dates; give a "
+                              "state index")
+        start = int(start)
     if source is not None and source.splits is not None:
         test = source.splits["test"]
     else:

@@ -16,7 +16,7 @@ the (ensemble) mean, spread, spread/RMSE, CRPS. The methods:
 - ``climatology_hour``: the same, restricted at each time to training states at the same hour of day
   (sub-daily cadences only: the diurnal cycle is what a station climatology knows).
 
-The report goes to ``metrics.json`` (``verification``), the analysis at the stations to
+The report goes to ``metrics.json`` (``verify``), the analysis at the stations to
 ``verification.csv`` (:func:`write_points`).
 """
 
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from slams_jax import coords
 from slams_jax.baselines.interpolation import spatial_interpolation
 from slams_jax.errors import ConfigError
 from slams_jax.metrics import ensemble_scores
@@ -45,9 +46,10 @@ TUNING_STATES = 2048
 
 def _ensemble_array(ens: np.ndarray, window: xr.Dataset, channels) -> xr.DataArray:
     """``(member, time, lat, lon, channel)`` with the window's coordinates (what ``to_points`` samples)."""
+    lat, lon = coords.find(window.coords, "latitude"), coords.find(window.coords, "longitude")
     return xr.DataArray(ens, dims=("member", "time", "latitude", "longitude", "channel"),
-                        coords={"time": window["time"].values, "latitude": window["latitude"].values,
-                                "longitude": window["longitude"].values, "channel": list(channels)})
+                        coords={"time": window["time"].values, "latitude": window[lat].values,
+                                "longitude": window[lon].values, "channel": list(channels)})
 
 
 def point_scores(points, members: int) -> dict[str, dict[str, float]]:
@@ -66,34 +68,36 @@ def point_scores(points, members: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def _training_states(train, normalization, state: str, count: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Up to ``count`` present training states in physical units ``(n, lat, lon, channel)``, evenly spaced,
-    and their times (``None`` when the split does not know them)."""
-    present = np.flatnonzero(np.asarray(getattr(train, "present", np.ones((1, train.shape[1]), bool)))[0])
-    pick = present[np.unique(np.linspace(0, len(present) - 1, min(count, len(present))).astype(int))]
-    x = np.asarray(train[np.zeros_like(pick), pick], np.float32)
-    times = getattr(train, "times", None)
-    return normalization.denormalize(state, x), None if times is None else np.asarray(times)[pick]
+def _read(train, normalization, state: str, rows: np.ndarray) -> np.ndarray:
+    """Training states ``rows`` (present ones) in physical units ``(n, lat, lon, channel)``."""
+    return normalization.denormalize(state, np.asarray(train[np.zeros_like(rows), rows], np.float32))
 
 
 def climatologies(train, normalization, state: str, window: xr.Dataset, count: int = CLIMATOLOGY_MEMBERS
                   ) -> dict[str, np.ndarray]:
-    """``climatology`` (and ``climatology_hour`` on sub-daily windows) as ensembles ``(member, time, ...)``."""
-    states, times = _training_states(train, normalization, state, 8 * count)
+    """``climatology`` (and ``climatology_hour`` on sub-daily windows) as ensembles ``(member, time, ...)``.
+
+    ``climatology``: ``count`` present training states drawn at random (seeded); ``climatology_hour``: at each
+    time, ``count`` drawn among the present training states at its hour of day (training times known)."""
+    from slams_jax.data.gridded.splits import sample_indices
+
+    present = np.flatnonzero(np.asarray(getattr(train, "present", np.ones((1, train.shape[1]), bool)))[0])
     n_time = window.sizes["time"]
-    every = states[np.unique(np.linspace(0, len(states) - 1, min(count, len(states))).astype(int))]
+    every = _read(train, normalization, state, present[sample_indices(len(present), count)])
     out = {"climatology": np.repeat(every[:, None], n_time, axis=1)}
     hours = window["time"].values.astype("datetime64[h]").astype(np.int64) % 24
+    times = getattr(train, "times", None)
     if times is None or len(np.unique(hours)) < 2:
         return out
-    train_hours = times.astype("datetime64[h]").astype(np.int64) % 24
-    members = []
-    for h in hours:
-        same = states[train_hours == h]
-        if not len(same):
+    train_hours = np.asarray(times)[present].astype("datetime64[h]").astype(np.int64) % 24
+    by_hour = {}
+    for h in np.unique(hours):
+        rows = present[train_hours == h]
+        if not len(rows):
             return out
-        members.append(same[np.linspace(0, len(same) - 1, count).astype(int)])
-    out["climatology_hour"] = np.stack(members, axis=1)
+        by_hour[h] = _read(train, normalization, state, rows[sample_indices(len(rows), count)])
+    members = min(len(v) for v in by_hour.values())
+    out["climatology_hour"] = np.stack([by_hour[h][:members] for h in hours], axis=1)
     return out
 
 
@@ -145,7 +149,7 @@ def _scalar_std(o: Observation) -> Observation:
     return Observation(o.modality, o.operator, o.values, float(np.sqrt(np.mean(np.square(o.std_array())))), o.name)
 
 
-def threedvar_fields(a, model, source, state_obs: list[Observation], window: xr.Dataset,
+def threedvar_fields(a, source, state_obs: list[Observation], window: xr.Dataset,
                      limit: int = TUNING_STATES) -> tuple[dict[str, np.ndarray], dict]:
     """The 3D-Var ensemble of the window with ``B`` tuned on held-out training windows observed by the same
     network (a fifth of its sites withheld there), and the tuning's report."""
@@ -155,8 +159,8 @@ def threedvar_fields(a, model, source, state_obs: list[Observation], window: xr.
     linear = [_scalar_std(o) for o in state_obs if o.operator.linear]
     if not linear:
         return {}, {"skipped": "no linear state observation"}
-    state = model.settings.data.state.name
-    train = _training_block(source.arrays["train"][state], model.normalization, state, limit)
+    state = source.data.state.name
+    train = _training_block(source.arrays["train"][state], source.normalization, state, limit)
     periodic = (False, bool(window.attrs.get("periodic_longitude", False)))
     k_tune, k_ens = jax.random.split(jax.random.PRNGKey(a.seed + 0x3D))
     mean, cov, report = tune_static_covariance(k_tune, train, linear, periodic, window.sizes["time"])

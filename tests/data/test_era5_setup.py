@@ -151,7 +151,7 @@ def test_train_then_assimilate_on_a_synthetic_era5_store_with_two_auxiliary_moda
         setattr(c.train, k, v)
     c.train.autoencoder.steps = 2
     a = c.assimilation
-    a.start, a.length, a.members, a.steps, a.divergence_bound, a.figures = 1, 6, 2, 2, 0.0, False
+    a.start, a.length, a.members, a.steps, a.divergence_bound, a.figures = "1", 6, 2, 2, 0.0, False  # an index (or a date-time) as text
     a.observations = ({"modality": "state", "coarsen": 2, "relative_std": 0.1},
                       {"modality": "olr", "coarsen": 2, "relative_std": 0.1})
     with jax.numpy_dtype_promotion("standard"):

@@ -165,7 +165,7 @@ def test_train_and_assimilate_an_in_memory_regional_dataset(tmp_path):
     ds = regional()
     c = shrink_networks(dataset_config(cadence="6h"))
     a = c.assimilation
-    a.start, a.length, a.members, a.steps, a.figures, a.divergence_bound = 0, 6, 2, 4, False, 0.0  # untrained
+    a.start, a.length, a.members, a.steps, a.figures, a.divergence_bound = "", 6, 2, 4, False, 0.0  # untrained
     with jax.numpy_dtype_promotion("standard"):
         train_and_evaluate(c, tmp_path / "run", dataset=ds)
         model = load_trained(tmp_path / "run")
@@ -197,5 +197,5 @@ def test_train_and_assimilate_an_in_memory_regional_dataset(tmp_path):
         report = assimilate(c, tmp_path / "run", dataset=ds)
     assert report["mode"] == "filter" and np.isfinite(report["analysis"]["state"]["t2m"]["crps"])
     with xr.open_dataset(tmp_path / "run" / "assimilation" / "analysis.nc") as out:
-        assert out.sizes["time"] == 6 and out.attrs["mode"] == "filter"
+        assert out.sizes["valid_time"] == 6 and out.attrs["mode"] == "filter"
         assert np.isfinite(out["analysis"].values).all()

@@ -79,12 +79,15 @@ class _Days:
         return (np.asarray(days, np.float64)[:, None, None, None] + noise).astype(np.float32)
 
 
-def test_gridded_caller_chooses_evenly_spaced_states_and_shares_the_fit():
+def test_gridded_caller_draws_states_that_do_not_alias_with_the_day_and_shares_the_fit():
     days = np.arange(200)
     m = _Days()
     norm = gridded.fit_normalization({"state": m}, days, 50)
     read = np.concatenate(m.read_days)
-    np.testing.assert_array_equal(read, np.unique(np.linspace(0, 199, 50).astype(int)))
+    assert len(np.unique(read)) == 50 and np.all(np.diff(read) > 0)  # distinct, in storage order
+    # a year of hourly states, 366 picks: evenly spaced ones fall at one hour; these cover the day
+    hours = gridded.splits.sample_indices(365 * 24, 366) % 24
+    assert len(np.unique(hours)) == 24 and np.bincount(hours).max() < 3 * 366 / 24
     assert [len(r) for r in m.read_days] == [32, 18]  # read 32 days at a time
     sample = _Days().read(read)  # the same values in one chunk: the all-states fit
     whole = fit_normalization({"state": sample})

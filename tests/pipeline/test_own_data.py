@@ -38,7 +38,7 @@ def test_stations_in_withheld_stations_scored_smoother_and_filter(tmp_path):
     with jax.numpy_dtype_promotion("standard"):
         train_and_evaluate(c, tmp_path / "run")
         report = assimilate(c, tmp_path / "run")
-    v = report["verification"]
+    v = report["verify"]
     assert v["matched"] == 48 and set(v["methods"]) == {"analysis", "interpolation", "3dvar", "climatology",
                                                         "climatology_hour"}
     for method, scores in v["methods"].items():
@@ -56,7 +56,7 @@ def test_stations_in_withheld_stations_scored_smoother_and_filter(tmp_path):
     a.mode = "filter"
     with jax.numpy_dtype_promotion("standard"):
         report = assimilate(c, tmp_path / "run")
-    assert report["mode"] == "filter" and report["verification"]["matched"] == 48
+    assert report["mode"] == "filter" and report["verify"]["matched"] == 48
     with xr.open_dataset(out / "analysis.nc") as analysis:
-        assert analysis.sizes["time"] == 6 and np.isfinite(analysis["analysis"].values).all()
+        assert analysis.sizes["valid_time"] == 6 and np.isfinite(analysis["analysis"].values).all()  # the file's name
         np.testing.assert_array_equal(analysis["longitude"].values, LON)

@@ -71,13 +71,25 @@ def open_store(path: str | os.PathLike) -> xr.Dataset:
 
 
 def _stamp(name: str) -> np.datetime64 | None:
-    m = re.search(r"(\d{4})(\d{2})(\d{2})$", name)
-    return None if m is None else np.datetime64(f"{m.group(1)}-{m.group(2)}-{m.group(3)}", "ns")
+    """The date of a name ending in exactly 8 digits ``YYYYMMDD`` (not 10: ``YYYYMMDDHH`` is not a day)."""
+    m = re.search(r"(?<!\d)(\d{4})(\d{2})(\d{2})$", name)
+    if m is None:
+        return None
+    try:
+        return np.datetime64(f"{m.group(1)}-{m.group(2)}-{m.group(3)}", "ns")
+    except ValueError:
+        return None
 
 
 def unwrap_longitude(lon: np.ndarray) -> np.ndarray:
     """Longitudes made continuous across a 0/360 or -180/180 seam (``[350, 355, 0, 5] -> [350, 355, 360, 365]``)."""
     return np.unwrap(np.asarray(lon, np.float64), period=360.0)
+
+
+def coordinate_names(ds: xr.Dataset) -> dict[str, str]:
+    """How the file spells ``time``, ``latitude`` and ``longitude`` (the canonical name when absent)."""
+    names = set(ds.dims) | set(ds.coords)
+    return {role: coords.find(names, role) or role for role in ("time", "latitude", "longitude")}
 
 
 def standardize(ds: xr.Dataset, where: str) -> xr.Dataset:
@@ -124,19 +136,26 @@ def standardize(ds: xr.Dataset, where: str) -> xr.Dataset:
     return ds
 
 
-def open_files(path: str | os.PathLike | xr.Dataset, what: str = "config.data.path") -> list[tuple[str, xr.Dataset]]:
-    """``[(name, dataset)]``: every file of ``path`` opened lazily and :func:`standardize`-d.
+def open_files(path: str | os.PathLike | xr.Dataset,
+               what: str = "config.data.path") -> list[tuple[str, xr.Dataset, dict[str, str]]]:
+    """``[(name, dataset, spellings)]``: every file of ``path`` opened lazily and :func:`standardize`-d, with how
+    it spelled its coordinates (:func:`coordinate_names`, so outputs can use the file's names again).
 
     Args:
         path: A file, store, directory or glob (see the module docstring), or an ``xarray.Dataset``.
         what: How the path is named in messages.
     """
     if isinstance(path, xr.Dataset):
-        return [("<xarray.Dataset>", standardize(path, f"{what} (the xarray.Dataset passed in)"))]
+        return [("<xarray.Dataset>", standardize(path, f"{what} (the xarray.Dataset passed in)"),
+                 coordinate_names(path))]
     if not str(path):
         raise MissingFileError(f"{what} is empty: set it to a netCDF file, a zarr store, a directory of them or a "
                                "glob (or pass an xarray.Dataset from Python)")
-    return [(str(p), standardize(open_store(p), str(p))) for p in _paths(str(path))]
+    out = []
+    for p in _paths(str(path)):
+        raw = open_store(p)
+        out.append((str(p), standardize(raw, str(p)), coordinate_names(raw)))
+    return out
 
 
-__all__ = ["open_store", "open_files", "standardize", "unwrap_longitude"]
+__all__ = ["open_store", "open_files", "standardize", "coordinate_names", "unwrap_longitude"]

@@ -20,12 +20,16 @@ from slams_jax.errors import ConfigError
 
 
 def _reaches_poles(latitude: np.ndarray) -> bool:
+    """Whether the outer rows lie within one row spacing of both poles (pole rows, cell-centred and Gaussian
+    grids; not a latitude band)."""
     lat = np.sort(np.asarray(latitude, np.float64))
-    half = 0.5 * np.abs(np.diff(lat)).max()
-    return bool(lat[0] - half <= -90 + 1e-6 * half and lat[-1] + half >= 90 - 1e-6 * half) if lat.size > 1 else False
+    if lat.size < 2:
+        return False
+    step = np.abs(np.diff(lat)).max()
+    return bool(lat[0] - step <= -90 + 1e-6 * step and lat[-1] + step >= 90 - 1e-6 * step)
 
 
-def resolve_padding(modes: Sequence[str], grid, what: str) -> tuple[str, str]:
+def resolve_padding(modes: Sequence[str], grid, what: str, divisor: int = 2) -> tuple[str, str]:
     """``modes`` (latitude, longitude) with ``"auto"`` replaced, checked against ``grid``.
 
     Args:
@@ -33,6 +37,8 @@ def resolve_padding(modes: Sequence[str], grid, what: str) -> tuple[str, str]:
         grid: A :class:`~slams_jax.data.gridded.splits.Grid` (latitude, longitude, periodic), or ``None`` for a
             non-geographic, doubly periodic grid.
         what: The option's name in messages, e.g. ``config.score.padding``.
+        divisor: What the longitude count must be a multiple of for the pole padding: 2 at one resolution,
+            ``2 ** levels`` for a U-Net whose every level pads across the pole (a stride-2 level halves it).
 
     Raises:
         ConfigError: naming ``what`` for a mode the grid cannot take (``pole`` on a regional grid or an odd
@@ -43,7 +49,7 @@ def resolve_padding(modes: Sequence[str], grid, what: str) -> tuple[str, str]:
     if grid is None:
         return tuple("circular" if m == "auto" else m for m in modes)
     n_lon = len(grid.longitude)
-    pole_ok = grid.periodic and n_lon % 2 == 0 and _reaches_poles(grid.latitude)
+    pole_ok = grid.periodic and n_lon % divisor == 0 and _reaches_poles(grid.latitude)
     lat, lon = modes
     if lat == "auto":
         lat = "pole" if pole_ok else "edge"
@@ -52,7 +58,9 @@ def resolve_padding(modes: Sequence[str], grid, what: str) -> tuple[str, str]:
     kind = "global" if grid.periodic else "regional"
     if lat == "pole" and not pole_ok:
         why = ("its longitude does not span the globe" if not grid.periodic else
-               f"it has an odd number of longitudes ({n_lon})" if n_lon % 2 else "its rows do not reach both poles")
+               f"it has an odd number of longitudes ({n_lon})" if n_lon % 2 else
+               f"its {n_lon} longitudes are not a multiple of {divisor}, which every level of this network needs"
+               if n_lon % divisor else "its rows do not reach both poles")
         raise ConfigError(f"{what}[0]='pole': the grid cannot continue across the pole ({why}); use 'auto' "
                           "(or 'edge', 'zeros', 'reflect')")
     if lat == "circular":

@@ -3,7 +3,7 @@
 :func:`prepare` (``python -m slams_jax.prepare``) reads the splits of :func:`~slams_jax.data.gridded.splits.load_splits`
 once and writes, under one directory (atomically: a temporary directory renamed into place),
 ``<split>_<modality>.npy`` ``(1, time, lat, lon, channel)`` float32 (NaN on the states a source lacks),
-``<split>_present.npy`` and a ``manifest.json`` with the normalization, the grid and a fingerprint of the
+``<split>_present.npy``, ``<split>_times.npy`` and a ``manifest.json`` with the normalization, the grid and a fingerprint of the
 data settings. Later runs (``config.data.prepared``) memory-map the arrays for faster epochs
 (:func:`open_prepared`, refused when the fingerprint differs); :func:`training_arrays` picks the prepared
 store or the lazy splits.
@@ -23,7 +23,7 @@ from slams_jax.data.settings import DataSettings, to_plain
 from slams_jax.errors import DataError, MissingFileError
 
 
-PREPARED_FORMAT = 2
+PREPARED_FORMAT = 3
 
 
 def _fingerprint(data: DataSettings) -> dict:
@@ -40,8 +40,8 @@ class PreparedArray:
     ndim = 5
     dtype = np.dtype(np.float32)
 
-    def __init__(self, data: np.ndarray, present: np.ndarray):
-        self.data, self.present, self.shape = data, present, data.shape
+    def __init__(self, data: np.ndarray, present: np.ndarray, times: np.ndarray | None = None):
+        self.data, self.present, self.shape, self.times = data, present, data.shape, times
 
     def __getitem__(self, key) -> np.ndarray:
         return np.asarray(self.data[key])
@@ -82,6 +82,7 @@ def prepare(data: DataSettings, out: str | os.PathLike, chunk: int = 32, progres
             del target
         first = next(iter(arrays.values()))
         np.save(tmp / f"{split}_present.npy", first.present)
+        np.save(tmp / f"{split}_times.npy", first.times.astype("datetime64[ns]"))
         times[split] = [str(first.times[0]), str(first.times[-1])]
     bar.close()
     manifest = {"format": PREPARED_FORMAT, "fingerprint": _fingerprint(data), "normalization": norm.to_dict(),
@@ -115,7 +116,8 @@ def open_prepared(data: DataSettings):
     splits = {}
     for split in SPLITS:
         present = np.load(root / f"{split}_present.npy")
-        splits[split] = {m.name: PreparedArray(np.load(root / f"{split}_{m.name}.npy", mmap_mode="r"), present)
+        times = np.load(root / f"{split}_times.npy")
+        splits[split] = {m.name: PreparedArray(np.load(root / f"{split}_{m.name}.npy", mmap_mode="r"), present, times)
                          for m in data.modalities}
     return splits, Normalization.from_dict(manifest["normalization"]), Grid.from_dict(manifest["grid"])
 

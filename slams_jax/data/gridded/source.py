@@ -24,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from slams_jax.data.gridded.files import open_files
+from slams_jax.data.settings import period_end
 from slams_jax.errors import ConfigError, DataError
 
 _SPEC = re.compile(r"^\s*(?:(?P<alias>[^=@\s]+)\s*=\s*)?(?P<name>[^=@\s]+)\s*(?:@\s*(?P<level>[-+0-9.eE]+))?\s*$")
@@ -103,7 +104,9 @@ class GriddedSource:
         name: How the source is named in messages.
         channels: Channel names, in order.
         units: Units of each channel (the files' ``units`` attributes).
-        latitude, longitude: The grid in the file's own order and values.
+        latitude, longitude: The grid in the file's own order and values (float64).
+        coordinates: ``{role: (name, values, attrs)}`` of ``time``, ``latitude``, ``longitude`` as the first file
+            spells and stores them (its names, dtype and CF attributes, for the outputs).
         times: Every time the files hold, ascending (``datetime64[ns]``).
         step: The state spacing (``timedelta64[ns]``; ``None`` for files of one time without a cadence).
     """
@@ -115,12 +118,14 @@ class GriddedSource:
         self.channels = tuple(v.channel for v in self.variables)
         files = open_files(path, f"{name}.path")
         self._fields, times, owner = [], [], []
-        for k, (where, ds) in enumerate(files):
+        for k, (where, ds, spelled) in enumerate(files):
             fields = [_field(ds, v, f"{name}.path: {where}") for v in self.variables]
             if k == 0:
                 self.latitude = np.asarray(ds["latitude"].values, np.float64)
                 self.longitude = np.asarray(ds["longitude"].values, np.float64)
                 self.units = tuple(str(f.attrs.get("units", "")) for f in fields)
+                self.coordinates = {role: (spelled[role], ds[role].values, dict(ds[role].attrs))
+                                    for role in ("time", "latitude", "longitude")}
             elif (ds.sizes["latitude"], ds.sizes["longitude"]) != (self.latitude.size, self.longitude.size) or not (
                     np.allclose(ds["latitude"].values, self.latitude) and np.allclose(ds["longitude"].values,
                                                                                        self.longitude)):
@@ -128,8 +133,9 @@ class GriddedSource:
             self._fields.append(fields)
             t = np.asarray(ds["time"].values)
             if not np.issubdtype(t.dtype, np.datetime64):
-                raise DataError(f"{where}: its times are {t.dtype}, not dates (decode them, or give units "
-                                "'hours since ...')")
+                raise DataError(f"{where}: its times are {t.dtype}, not numpy dates: decode CF times (units 'hours "
+                                "since ...'), convert a non-standard calendar (ds.convert_calendar('standard')) or "
+                                "drop a time zone (UTC) first")
             times.append(t.astype("datetime64[ns]"))
             owner.append(np.stack([np.full(t.size, k), np.arange(t.size)], 1))
         times, owner = np.concatenate(times), np.concatenate(owner)
@@ -139,9 +145,13 @@ class GriddedSource:
         if dup.size:
             a, b = self._owner[dup[0]][0], self._owner[dup[0] + 1][0]
             raise DataError(f"{name}.path: time {self.times[dup[0]]} appears twice (in {files[a][0]} and {files[b][0]})")
-        self._names = [w for w, _ in files]
-        native = _native_step(self.times)
-        self.step = parse_cadence(cadence, f"{name}.cadence") or native  # None: one time, no spacing known
+        self._names = [f[0] for f in files]
+        self.native = _native_step(self.times)
+        self.step = parse_cadence(cadence, f"{name}.cadence") or self.native  # None: one time, no spacing known
+        # a mean state needs every value of its bin: as many as the files' step fits in the state's
+        self._per_bin = 1
+        if aggregation == "mean" and self.step is not None and self.native is not None and self.step > self.native:
+            self._per_bin = int(self.step // self.native)
 
     def axis(self, first: str, last: str) -> np.ndarray:
         """The state times from ``first`` to ``last`` (dates or date-times, inclusive; a date alone runs to the
@@ -150,15 +160,11 @@ class GriddedSource:
         if self.step is None:
             raise DataError(f"{self.name}.path holds one time ({self.times[0]}); set {self.name}.cadence to say the "
                             "state spacing")
-        lo, hi = np.datetime64(first, "ns"), np.datetime64(last, "ns")
-        if len(str(last).strip()) <= 10:  # a date: the whole day
-            hi = hi + np.timedelta64(1, "D") - np.timedelta64(1, "ns")
+        lo, hi = np.datetime64(first, "ns"), period_end(last)
         if hi < lo:
             return np.zeros(0, "datetime64[ns]")
-        start = lo
-        inside = self.times[(self.times >= lo) & (self.times <= hi)]
-        if inside.size:  # keep the files' phase (an hourly file at hh:30 gives states at hh:30)
-            start = lo + (inside[0] - lo) % self.step
+        # the files' phase, the same for every split (an hourly file at hh:30 gives states at hh:30)
+        start = lo + (self.times[0] - lo) % self.step
         return np.arange(start, hi + np.timedelta64(1, "ns"), self.step)
 
     def _rows(self, t: np.datetime64) -> np.ndarray:
@@ -170,11 +176,13 @@ class GriddedSource:
         return np.arange(i, i + 1) if i < self.times.size and self.times[i] == t else np.arange(0)
 
     def present(self, times: np.ndarray) -> np.ndarray:
-        """Whether each state time has a value behind it."""
-        return np.asarray([self._rows(t).size > 0 for t in times], bool)
+        """Whether each state time has a value behind it (a mean state: every value of its bin)."""
+        return np.asarray([self._rows(t).size >= self._per_bin for t in times], bool)
 
     def read(self, times: np.ndarray) -> np.ndarray:
         """States ``(len(times), channel, latitude, longitude)`` float32 (NaN where the files have no value)."""
+        if not len(times):
+            return np.zeros((0, len(self.channels), self.latitude.size, self.longitude.size), np.float32)
         rows = [self._rows(t) for t in times]
         missing = [str(t) for t, r in zip(times, rows) if not r.size]
         if missing:

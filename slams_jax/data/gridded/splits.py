@@ -7,8 +7,8 @@
 - :func:`align`: a split's state times (``config.data.train`` ... at ``config.data.cadence``); a state
   that a source lacks is reported, and either stops the run or is skipped (no window contains it) as
   ``config.data.missing`` says; a split with no data at all names the option and the data's coverage.
-- :func:`fit_normalization`: per modality and channel, on ``normalization_states`` evenly spaced training
-  states (:func:`slams_jax.data.normalization.fit_chunks`).
+- :func:`fit_normalization`: per modality and channel, on ``normalization_states`` training states drawn at
+  random (seeded; evenly spaced ones alias with the diurnal cycle), :func:`slams_jax.data.normalization.fit_chunks`.
 - :func:`load_splits`: each split as a dict of :class:`LazyModality` arrays ``(1, time, lat, lon, channel)``
   that read and normalize the rows they are indexed with; :func:`window_dataset`: one window in physical
   units, as xarray.
@@ -172,9 +172,17 @@ def align(modalities: Mapping[str, Modality], times: np.ndarray, missing: str, w
     return present
 
 
+def sample_indices(count: int, n: int, seed: int = 0) -> np.ndarray:
+    """``min(n, count)`` sorted distinct indices of ``range(count)``, drawn at random (seeded): evenly spaced
+    picks alias with the diurnal cycle (366 of a year of hourly states fall at one hour of the day)."""
+    if n >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, n, replace=False))
+
+
 def fit_normalization(modalities: Mapping[str, Modality], times: np.ndarray, n: int) -> Normalization:
-    """Per modality and channel mean and std (NaN-aware) over ``n`` evenly spaced training states."""
-    pick = times[np.unique(np.linspace(0, len(times) - 1, min(n, len(times))).astype(int))]
+    """Per modality and channel mean and std (NaN-aware) over ``n`` training states drawn at random."""
+    pick = times[sample_indices(len(times), n)]
 
     def chunks(m: Modality, size: int = 32):
         for lo in range(0, len(pick), size):
@@ -183,10 +191,31 @@ def fit_normalization(modalities: Mapping[str, Modality], times: np.ndarray, n: 
     return fit_chunks({name: chunks(m) for name, m in modalities.items()}, f"on the {len(pick)} training states")
 
 
+def state_index(data: DataSettings, split: str, when, dataset: xr.Dataset | None = None) -> int:
+    """The index of the state at ``when`` (a date-time, e.g. ``"2021-01-25T00"``) in ``split``'s time axis."""
+    modalities, _ = open_modalities(data, dataset)
+    times = split_times(data, modalities, split)
+    try:
+        t = np.datetime64(str(when).strip(), "ns")
+    except ValueError:
+        raise DataError(f"config.assimilation.start={when!r}: not a state index nor a date-time") from None
+    hit = np.flatnonzero(times == t)
+    if not hit.size:
+        step = modalities[data.state.name].source.step
+        raise DataError(f"config.assimilation.start={when!r}: no state of the {split} split ({times[0]} to "
+                        f"{times[-1]}, every {step.astype('timedelta64[m]')}) is at that time")
+    return int(hit[0])
+
+
 def window_dataset(data: DataSettings, split: str, start: int, length: int,
                    dataset: xr.Dataset | None = None) -> xr.Dataset:
     """``length`` states of a split from state ``start``, every modality variable in physical units on the
-    state's grid, dims ``(time, latitude, longitude)`` (the truth of an assimilation window)."""
+    state's grid (the truth of an assimilation window).
+
+    The dims are ``(time, <lat>, <lon>)`` with the state files' own latitude and longitude names, values
+    (dtype included) and attributes; ``attrs["time_name"]`` is how the files name time (the outputs use it)
+    and ``attrs["periodic_longitude"]`` whether longitude wraps.
+    """
     modalities, grid = open_modalities(data, dataset)
     times = split_times(data, modalities, split)
     if start < 0 or length < 1 or start + length > len(times):
@@ -194,16 +223,20 @@ def window_dataset(data: DataSettings, split: str, start: int, length: int,
                         f"period {getattr(data, split)} ({len(times)} states)")
     times = times[start:start + length]
     align(modalities, times, "error", f"the {split} window {times[0]} to {times[-1]}")
+    spelled = modalities[data.state.name].source.coordinates
+    (lat, lat_values, lat_attrs), (lon, lon_values, lon_attrs) = spelled["latitude"], spelled["longitude"]
     variables = {}
     for m in data.modalities:
         x = modalities[m.name].read(times)
         units = modalities[m.name].source.units
         for c, v in enumerate(m.variables):
-            variables[v] = (("time", "latitude", "longitude"), x[..., c], {"units": units[c]})
-    coords = {"time": times.astype("datetime64[ns]"),
-              "latitude": ("latitude", grid.latitude, {"units": "degrees_north"}),
-              "longitude": ("longitude", grid.longitude, {"units": "degrees_east"})}
-    return xr.Dataset(variables, coords=coords, attrs={"periodic_longitude": int(grid.periodic)})
+            variables[v] = (("time", lat, lon), x[..., c], {"units": units[c]})
+    time_attrs = {k: v for k, v in spelled["time"][2].items() if k not in ("units", "calendar")}  # encoding's
+    coords = {"time": ("time", times.astype("datetime64[ns]"), time_attrs),
+              lat: (lat, lat_values, {"units": "degrees_north", **lat_attrs}),
+              lon: (lon, lon_values, {"units": "degrees_east", **lon_attrs})}
+    return xr.Dataset(variables, coords=coords,
+                      attrs={"periodic_longitude": int(grid.periodic), "time_name": spelled["time"][0]})
 
 
 def load_splits(data: DataSettings, dataset: xr.Dataset | None = None):
@@ -221,5 +254,5 @@ def load_splits(data: DataSettings, dataset: xr.Dataset | None = None):
     return splits, norm, grid
 
 
-__all__ = ["SPLITS", "Grid", "detect_periodic", "Modality", "LazyModality", "open_modalities", "split_times", "align",
-           "fit_normalization", "window_dataset", "load_splits"]
+__all__ = ["SPLITS", "Grid", "detect_periodic", "sample_indices", "Modality", "LazyModality", "open_modalities", "split_times", "align",
+           "fit_normalization", "state_index", "window_dataset", "load_splits"]

@@ -165,10 +165,9 @@ def verify_withheld(a: AssimilationSettings, model: TrainedModel, workdir: Path,
     if not is_geographic(data):
         raise ConfigError(f"config.assimilation.verify={a.verify!r}: station verification needs a latitude-longitude "
                           "grid (config.data.source='dataset')")
-    source = source or load_source(data, model.settings.seed, workdir, dataset)
+    source = source or load_source(data, model.settings.seed, workdir, dataset, model.normalization)
     state = data.state.name
     train = source.arrays["train"][state]
-    # the source's arrays are normalized by its own fit (refitted when the source was loaded again here)
     fields = {"analysis": analysis, **baseline_fields(state_obs, window, truth.shape,
                                                       np.asarray(source.normalization.mean[state], np.float32),
                                                       train, source.normalization, state)}

@@ -68,7 +68,7 @@ class SourceData:
 
 
 def load_source(data: DataSettings, seed: int, workdir: str | os.PathLike,
-                dataset: xr.Dataset | None = None) -> SourceData:
+                dataset: xr.Dataset | None = None, normalization: datasets.Normalization | None = None) -> SourceData:
     """Load (or generate), split and normalize the data; the normalization is fitted on the train split only.
 
     Args:
@@ -76,13 +76,15 @@ def load_source(data: DataSettings, seed: int, workdir: str | os.PathLike,
         seed: The experiment's seed (the Kolmogorov trajectories are generated from it).
         workdir: Where generated data are cached (``WORKDIR/data`` unless ``data.cache_dir``).
         dataset: The ``dataset`` source's data in memory, in place of ``config.data.path``.
+        normalization: A known normalization of gridded data (a trained model's): the training split is not
+            read to fit it again.
 
     Returns:
         The :class:`SourceData`. Gridded data: lazy arrays that read the files (or the prepared store) by
         date as batches are drawn; nothing is loaded whole.
     """
     if is_geographic(data):
-        arrays, norm, grid = gridded.training_arrays(data, dataset)
+        arrays, norm, grid = gridded.training_arrays(data, dataset, normalization)
         return SourceData(data, arrays, norm, coordinates=grid, dataset=dataset)
     if dataset is not None:
         raise ConfigError("an xarray.Dataset was passed in but config.data.source='kolmogorov'; set "
@@ -119,15 +121,11 @@ def load_window(data: DataSettings, seed: int, workdir: str | os.PathLike, traje
         if dataset is None and not data.path:
             raise ConfigError("this experiment was trained on an xarray.Dataset passed in from Python; pass it "
                               "again (assimilate(config, workdir, dataset=ds))")
-        if isinstance(start, str):
-            start = int(start) if start.strip().lstrip("-").isdigit() else (
-                gridded.state_index(data, "test", start, dataset) if start.strip() else 0)
-        return gridded.window_dataset(data, "test", start, length, dataset)
+        return gridded.window_dataset(data, "test", _index(start), length, dataset)
+    start = _index(start)
     if isinstance(start, str):
-        if not start.strip().lstrip("-").isdigit():
-            raise ConfigError(f"config.assimilation.start={start!r}: the {data.source} data have no dates; give a "
-                              "state index")
-        start = int(start)
+        raise ConfigError(f"config.assimilation.start={start!r}: the {data.source} data have no dates; give a "
+                          "state index")
     if source is not None and source.splits is not None:
         test = source.splits["test"]
     else:
@@ -140,6 +138,15 @@ def load_window(data: DataSettings, seed: int, workdir: str | os.PathLike, traje
             f"config.assimilation.start={start}, length={length}: the test trajectories have {n_time} states"
         )
     return test.isel(trajectory=trajectory, time=slice(start, start + length))
+
+
+def _index(start: int | str) -> int | str:
+    """``config.assimilation.start`` as an index where it is one (``3``, ``"3"``, ``""`` for 0), else the
+    date-time text."""
+    if not isinstance(start, str):
+        return start
+    text = start.strip()
+    return 0 if not text else int(text) if text.lstrip("-").isdigit() else text
 
 
 __all__ = ["SourceData", "is_geographic", "load_source", "load_window"]

@@ -138,7 +138,7 @@ def _training_block(train, normalization, state: str, limit: int) -> np.ndarray:
     rows = np.arange(max(0, n - limit), n)
     present = np.asarray(getattr(train, "present", np.ones((1, n), bool)))[0, rows]
     block = np.full((len(rows),) + tuple(train.shape[2:]), np.nan, np.float32)
-    block[present] = normalization.denormalize(state, np.asarray(train[np.zeros(present.sum(), int), rows[present]]))
+    block[present] = _read(train, normalization, state, rows[present])
     return block[None]
 
 

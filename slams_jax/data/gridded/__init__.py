@@ -35,10 +35,9 @@ from slams_jax.data.gridded.splits import (
     open_modalities as open_modalities,
     fit_normalization as fit_normalization,
     load_splits as load_splits,
-    state_index as state_index,
     window_dataset as window_dataset,
 )
 
 __all__ = ["open_files", "open_store", "resolve_padding", "PreparedArray", "open_prepared", "prepare",
            "training_arrays", "GriddedSource", "parse_variables", "Grid", "LazyModality", "Modality", "align",
-           "detect_periodic", "open_modalities", "fit_normalization", "load_splits", "state_index", "window_dataset"]
+           "detect_periodic", "open_modalities", "fit_normalization", "load_splits", "window_dataset"]

@@ -122,12 +122,13 @@ def open_prepared(data: DataSettings):
     return splits, Normalization.from_dict(manifest["normalization"]), Grid.from_dict(manifest["grid"])
 
 
-def training_arrays(data: DataSettings, dataset=None):
+def training_arrays(data: DataSettings, dataset=None, normalization: Normalization | None = None):
     """The training pipeline's ``({split: arrays}, normalization, grid)``: the prepared store if configured,
-    else the lazily read files (or ``dataset``, an ``xarray.Dataset`` in memory)."""
+    else the lazily read files (or ``dataset``, an ``xarray.Dataset`` in memory), normalized by
+    ``normalization`` when given instead of a new fit."""
     if data.prepared:
         return open_prepared(data)
-    return load_splits(data, dataset)
+    return load_splits(data, dataset, normalization)
 
 
 __all__ = ["PREPARED_FORMAT", "PreparedArray", "prepare", "open_prepared", "training_arrays"]

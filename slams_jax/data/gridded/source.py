@@ -145,7 +145,6 @@ class GriddedSource:
         if dup.size:
             a, b = self._owner[dup[0]][0], self._owner[dup[0] + 1][0]
             raise DataError(f"{name}.path: time {self.times[dup[0]]} appears twice (in {files[a][0]} and {files[b][0]})")
-        self._names = [f[0] for f in files]
         self.native = _native_step(self.times)
         self.step = parse_cadence(cadence, f"{name}.cadence") or self.native  # None: one time, no spacing known
         # a mean state needs every value of its bin: as many as the files' step fits in the state's

@@ -191,10 +191,8 @@ def fit_normalization(modalities: Mapping[str, Modality], times: np.ndarray, n: 
     return fit_chunks({name: chunks(m) for name, m in modalities.items()}, f"on the {len(pick)} training states")
 
 
-def state_index(data: DataSettings, split: str, when, dataset: xr.Dataset | None = None) -> int:
-    """The index of the state at ``when`` (a date-time, e.g. ``"2021-01-25T00"``) in ``split``'s time axis."""
-    modalities, _ = open_modalities(data, dataset)
-    times = split_times(data, modalities, split)
+def _state_index(modalities, data: DataSettings, times: np.ndarray, split: str, when: str) -> int:
+    """The index in ``times`` (``split``'s axis) of the state at the date-time ``when``."""
     try:
         t = np.datetime64(str(when).strip(), "ns")
     except ValueError:
@@ -207,10 +205,11 @@ def state_index(data: DataSettings, split: str, when, dataset: xr.Dataset | None
     return int(hit[0])
 
 
-def window_dataset(data: DataSettings, split: str, start: int, length: int,
+def window_dataset(data: DataSettings, split: str, start: int | str, length: int,
                    dataset: xr.Dataset | None = None) -> xr.Dataset:
-    """``length`` states of a split from state ``start``, every modality variable in physical units on the
-    state's grid (the truth of an assimilation window).
+    """``length`` states of a split from state ``start`` (an index, or a date-time of the split such as
+    ``"2021-01-25T00"``), every modality variable in physical units on the state's grid (the truth of an
+    assimilation window).
 
     The dims are ``(time, <lat>, <lon>)`` with the state files' own latitude and longitude names, values
     (dtype included) and attributes; ``attrs["time_name"]`` is how the files name time (the outputs use it)
@@ -218,6 +217,8 @@ def window_dataset(data: DataSettings, split: str, start: int, length: int,
     """
     modalities, grid = open_modalities(data, dataset)
     times = split_times(data, modalities, split)
+    if isinstance(start, str):
+        start = _state_index(modalities, data, times, split, start)
     if start < 0 or length < 1 or start + length > len(times):
         raise DataError(f"config.assimilation.start={start}, length={length}: the window does not fit the {split} "
                         f"period {getattr(data, split)} ({len(times)} states)")
@@ -239,8 +240,9 @@ def window_dataset(data: DataSettings, split: str, start: int, length: int,
                       attrs={"periodic_longitude": int(grid.periodic), "time_name": spelled["time"][0]})
 
 
-def load_splits(data: DataSettings, dataset: xr.Dataset | None = None):
-    """``({split: {modality: LazyModality}}, normalization, grid)`` of the ``dataset`` source."""
+def load_splits(data: DataSettings, dataset: xr.Dataset | None = None, normalization: Normalization | None = None):
+    """``({split: {modality: LazyModality}}, normalization, grid)`` of the ``dataset`` source; the normalization
+    is fitted on the training split unless a known one (a checkpoint's) is given."""
     modalities, grid = open_modalities(data, dataset)
     splits = {}
     for split in SPLITS:
@@ -248,11 +250,11 @@ def load_splits(data: DataSettings, dataset: xr.Dataset | None = None):
         present = align(modalities, times, data.missing, f"config.data.{split}={tuple(getattr(data, split))}")
         splits[split] = {name: LazyModality(m, times, present) for name, m in modalities.items()}
     first = splits["train"][data.state.name]
-    norm = fit_normalization(modalities, first.times[first.present[0]], data.normalization_states)
+    norm = normalization or fit_normalization(modalities, first.times[first.present[0]], data.normalization_states)
     splits = {s: {k: v.with_normalization(norm.mean[k], norm.std[k]) for k, v in arrays.items()}
               for s, arrays in splits.items()}
     return splits, norm, grid
 
 
 __all__ = ["SPLITS", "Grid", "detect_periodic", "sample_indices", "Modality", "LazyModality", "open_modalities", "split_times", "align",
-           "fit_normalization", "state_index", "window_dataset", "load_splits"]
+           "fit_normalization", "window_dataset", "load_splits"]

@@ -88,8 +88,8 @@ def _fmt(x: float) -> str:
 
 def markdown(system: str, setup: lorenz.TwinSetup, ours: dict, score_rows: list[dict]) -> str:
     lines = [f"### {setup.name}: time-mean analysis RMSE over {setup.cycles} cycles after {setup.burn_in} burn-in "
-             "cycles", "", "| method | published (DAPPER) | ours | ours: spread | seconds | diverged members |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "cycles", "", "| method | published (DAPPER) | ours | ours: spread | spread / RMSE | seconds | "
+             "diverged members |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     tuning = CLASSICAL[system]
     for label, value in setup.published:
         key = next((v for k, v in OURS_FOR.items() if label.startswith(k)), None)
@@ -97,12 +97,18 @@ def markdown(system: str, setup: lorenz.TwinSetup, ours: dict, score_rows: list[
         if key == "enkf" and f"N={tuning['enkf']['members']}" not in label:
             key = None
         r = ours.get(key) if key else None
-        lines.append(f"| {label} | {value:.2f} | {_fmt(r['rmse']) if r else '—'} | "
-                     f"{_fmt(r['spread']) if r else '—'} | {r['seconds']:.1f} | |" if r else
-                     f"| {label} | {value:.2f} | — | — | — | |")
+        lines.append(f"| {label} | {value:.2f} | {_fmt(r['rmse'])} | {_fmt(r['spread'])} | "
+                     f"{_fmt(r['spread'] / r['rmse'])} | {r['seconds']:.1f} | |" if r else
+                     f"| {label} | {value:.2f} | — | — | — | — | |")
     for row in score_rows:
         lines.append(f"| slams_jax {row['space']} {row['mode']} (N={row['members']}) | — | {_fmt(row['rmse'])} | "
-                     f"{_fmt(row['spread'])} | {row['seconds']:.1f} | {row['failed']} |")
+                     f"{_fmt(row['spread'])} | {_fmt(row['spread'] / row['rmse'])} | {row['seconds']:.1f} | "
+                     f"{row['failed']} |")
+    ranked = [row for row in score_rows if row.get("ranks") is not None]
+    if ranked:
+        lines += ["", "Rank histograms of the truth among the members (frequency x (N + 1): 1 everywhere is "
+                  "calibrated, high ends under-dispersed, a dome over-dispersed):", ""]
+        lines += [f"- {row['space']} {row['mode']}: " + " ".join(f"{v:.2f}" for v in row["ranks"]) for row in ranked]
     return "\n".join(lines)
 
 

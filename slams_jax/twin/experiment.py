@@ -5,13 +5,15 @@ free run of the model (:func:`slams_jax.twin.lorenz.free_run`); the truth and ob
 from an independent run (:func:`slams_jax.twin.lorenz.twin_data`). Two spaces, like the gridded pipeline:
 
 - ``pixel``: the prior over the standardized state itself;
-- ``latent``: an autoencoder (an MLP, or circular 1-D convolutions with a 2x downsampling of the ring)
+- ``latent``: an autoencoder (an MLP, or circular 1-D convolutions with or without a 2x downsampling)
   maps states to a standardized latent; the prior lives there and the observations are compared with the
   **decoded** state, as in SLAMS.
 
-The window networks are MLPs (``score.network.kind = "mlp"``) or circular 1-D U-Nets (``"unet"``); the
-configs use MLPs, which train in minutes on a CPU, and rotate Lorenz-96 training samples at random around
-the ring (its dynamics are rotation invariant). The modules, along the data flow: :mod:`.settings` (the
+The window networks are MLPs over the flattened window (``score.network.kind = "mlp"``, Lorenz-63's),
+local circular residual convolutions over the ring (``"resnet"``, Lorenz-96's: translation equivariant, as
+its dynamics) or circular 1-D U-Nets (``"unet"``). Three assimilation modes: ``filter`` (a lag window),
+``cycled`` (a lag window that also carries the previous analysis ensemble as a background) and
+``smoother``. The modules, along the data flow: :mod:`.settings` (the
 typed config), :mod:`.networks`, :mod:`.training` (:func:`train_twin`), :mod:`.model` (the trained
 :class:`~slams_jax.twin.model.TwinModel` and its priors), :mod:`.assimilation` (the filter and smoother).
 
@@ -56,7 +58,7 @@ def run_assimilations(settings: TwinSettings, workdir: str | os.PathLike, model:
             r = assimilate_twin(k, model, data, space, mode, a)
             rows.append({"setup": setup.name, "method": f"slams_jax {space} {mode}", "space": space, "mode": mode,
                          "rmse": r.rmse, "spread": r.spread, "members": a.members, "seconds": r.seconds,
-                         "failed": r.failed})
+                         "failed": r.failed, "ranks": [round(float(v), 3) for v in r.ranks]})
             log(f"{setup.name} {space:6s} {mode:8s} RMSE {r.rmse:.3f} spread {r.spread:.3f} "
                 f"({r.seconds:.1f} s, {r.failed} diverged member samples)")
     with (workdir / "results.jsonl").open("a") as f:

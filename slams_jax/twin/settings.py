@@ -24,7 +24,7 @@ from slams_jax.pipeline.configuration import SamplingSettings
 from slams_jax.twin import lorenz
 
 SPACES = ("pixel", "latent")
-MODES = ("filter", "smoother")
+MODES = ("filter", "cycled", "smoother")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,8 @@ class TwinAutoencoderSettings:
 
     Attributes:
         kind: ``mlp`` (latent ``(latent, 1)``) or ``conv`` (circular 1-D convolutions, latent
-            ``(dim // 2, latent)``).
+            ``(dim // downsample, latent)``).
+        downsample: ``conv`` only: 2 (one stride-2 convolution) or 1 (no spatial compression).
         latent, hidden: Latent size (channels for ``conv``) and hidden width.
         latent_noise: Std of the noise added to the latents during training (keeps the decoder smooth).
         latent_penalty: Weight of the latents' mean square in the loss.
@@ -85,6 +86,7 @@ class TwinAutoencoderSettings:
     kind: Literal["mlp", "conv"] = "mlp"
     latent: int = 4
     hidden: int = 64
+    downsample: int = 2
     latent_noise: float = 0.01
     latent_penalty: float = 1e-4
     steps: int = 4000
@@ -99,7 +101,7 @@ class TwinNetworkSettings:
     the U-Net's only.
     """
 
-    kind: Literal["mlp", "unet"] = "mlp"
+    kind: Literal["mlp", "resnet", "unet"] = "mlp"
     hidden: tuple[int, ...] = (256, 256, 256)
     embedding: int = 64
     blocks: tuple[int, ...] = ()
@@ -126,7 +128,7 @@ class TwinScoreSettings:
 
 @dataclasses.dataclass(frozen=True)
 class TwinTrainSettings:
-    """``config.train``: Adam with a cosine decay for the window priors, ``chunk`` steps per compiled scan."""
+    """``config.train``: Adam with a cosine decay for the window priors, ``chunk`` steps per checkpoint."""
 
     steps: int = 6000
     batch_size: int = 256
@@ -139,7 +141,7 @@ class TwinAssimilationSettings(SamplingSettings):
     """``config.assimilation``: the score-based filter and smoother.
 
     Attributes:
-        modes: ``filter`` and/or ``smoother`` (see :mod:`slams_jax.twin.assimilation`).
+        modes: ``filter``, ``cycled`` and/or ``smoother`` (see :mod:`slams_jax.twin.assimilation`).
         lag: States of the filter's window ending at the analysis time.
         members: Ensemble size.
         guidance, gamma, zeta, cg_iterations: The guidance and its settings, as in the main pipeline;
@@ -147,9 +149,12 @@ class TwinAssimilationSettings(SamplingSettings):
         sampler, steps, corrections, tau, solver: The sampler and its settings, as in the main pipeline
             (``pc``, the plain ``lax.scan`` predictor-corrector, by default).
         batch_windows: Filter windows sampled at once.
+        cycled_lag: ``cycled``: states of its lag window (0: ``lag``); the background carries what lies before.
+        background_inflation: ``cycled``: factor on the variance of the analysis ensemble used as the next
+            windows' background.
     """
 
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = ("filter", "smoother")
     lag: int = 8
     members: int = 10
     # the published twin tables (docs/twin.md) were measured with SDA, the 64-step scan predictor-corrector, 3
@@ -163,10 +168,16 @@ class TwinAssimilationSettings(SamplingSettings):
     steps: int = STEPS
     tau: float = 0.1  # tau 1 doubles a Gaussian posterior's variance at each correction (docs/twin.md)
     batch_windows: int = 64
+    background_inflation: float = 1.0
+    cycled_lag: int = 0
 
     def __post_init__(self):
         if not self.modes or [m for m in self.modes if m not in MODES]:
             raise TwinError(f"config.assimilation.modes={self.modes}: expected a non-empty subset of {MODES}")
+        if self.cycled_lag < 0:
+            raise TwinError(f"config.assimilation.cycled_lag={self.cycled_lag}: expected >= 0 (0: the filter's lag)")
+        if self.background_inflation <= 0:
+            raise TwinError(f"config.assimilation.background_inflation={self.background_inflation}: expected > 0")
         if self.members < 2:
             raise TwinError(f"config.assimilation.members={self.members}: expected at least 2")
 
@@ -183,14 +194,16 @@ class TwinSettings:
     assimilation: TwinAssimilationSettings = TwinAssimilationSettings()
 
     def __post_init__(self):
-        lag, window = self.assimilation.lag, self.score.window
-        if lag < window:
-            raise TwinError(f"config.assimilation.lag={lag}: the filter's lag window must hold at least one score "
-                            f"window of {window} states")
-        burn_in = self.setup.burn_in
-        if lag - 1 > burn_in:
-            raise TwinError(f"config.assimilation.lag={lag}: at most burn_in + 1 = {burn_in + 1}, so that every "
-                            "scored cycle has a full lag window of observations before it")
+        window, burn_in = self.score.window, self.setup.burn_in
+        for name, lag in (("lag", self.assimilation.lag), ("cycled_lag", self.assimilation.cycled_lag)):
+            if name == "cycled_lag" and lag == 0:
+                continue
+            if lag < window:
+                raise TwinError(f"config.assimilation.{name}={lag}: the filter's lag window must hold at least one "
+                                f"score window of {window} states")
+            if lag - 1 > burn_in:
+                raise TwinError(f"config.assimilation.{name}={lag}: at most burn_in + 1 = {burn_in + 1}, so that "
+                                "every scored cycle has a full lag window of observations before it")
 
     @property
     def setup(self) -> lorenz.TwinSetup:

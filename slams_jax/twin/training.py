@@ -5,7 +5,7 @@ The training run is a long free run of the model at the observation cadence
 by the reconstruction error of noisy latents plus a small latent penalty; each window prior by the
 denoising loss of windows of :math:`2k+1` consecutive states (:func:`slams_jax.diffusion.score.denoising_loss`).
 
-Each stage runs Adam with a cosine decay in chunks of ``lax.scan`` and checkpoints after each chunk its
+Each stage runs Adam with a cosine decay in chunks of steps and checkpoints after each chunk its
 parameters, optimizer state, PRNG key (split at every step) and step count, so a killed run resumes where
 it stopped and gives the parameters of an uninterrupted one. The loop is the twin's own rather than the
 pipeline's :func:`~slams_jax.pipeline.training.train_step`: that step folds the step count into the key,
@@ -15,6 +15,7 @@ layout of its checkpoints.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -49,19 +50,29 @@ def _restore(ckpt: StageCheckpointer, state: dict, steps: int) -> dict:
 
 
 def _chunk_runner(loss_fn: Callable[[PyTree, PRNGKey], Array], optimizer: optax.GradientTransformation):
-    """The compiled ``(state, zeros (n,)) -> (state, losses (n,))`` of ``n`` optimizer steps."""
+    """``(state, n) -> (state, losses (n,))``: ``n`` optimizer steps, each one compiled call.
 
-    @jax.jit
-    def run(state, n_dummy):
-        def step(state, _):
-            key, sub = jax.random.split(state["key"])
-            loss, grads = jax.value_and_grad(loss_fn)(state["params"], sub)
-            # optax raises a python float to an int32 count (rejected by strict promotion, as in train.py)
-            with jax.numpy_dtype_promotion("standard"):
-                updates, opt = optimizer.update(grads, state["opt"], state["params"])
-            return {"params": optax.apply_updates(state["params"], updates), "opt": opt, "key": key,
-                    "step": state["step"] + 1}, loss
-        return jax.lax.scan(step, state, n_dummy)
+    The steps are dispatched from the host rather than scanned: XLA:CPU runs a convolution's kernel gradient
+    inside a loop body in a slow generic layout (measured on the ring ResNet: 582 ms per scanned step against
+    50 ms per call), and the dispatch costs nothing next to a step.
+    """
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def step(state):
+        key, sub = jax.random.split(state["key"])
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"], sub)
+        # optax raises a python float to an int32 count (rejected by strict promotion, as in train.py)
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt = optimizer.update(grads, state["opt"], state["params"])
+        return {"params": optax.apply_updates(state["params"], updates), "opt": opt, "key": key,
+                "step": state["step"] + 1}, loss
+
+    def run(state, n):
+        losses = []
+        for _ in range(n):
+            state, loss = step(state)
+            losses.append(loss)
+        return state, jnp.stack(losses)
 
     return run
 
@@ -70,7 +81,7 @@ def fit(stage: str, workdir: Path, loss_fn: Callable[[PyTree, PRNGKey], Array], 
         steps: int, lr: float, chunk: int, log: Log) -> PyTree:
     """Minimize ``loss_fn(params, key)`` by Adam with a cosine decay from ``lr`` over ``steps`` steps.
 
-    ``chunk`` steps per compiled ``lax.scan``, a checkpoint under ``WORKDIR/checkpoints/<stage>`` after each
+    ``chunk`` steps between checkpoints, one under ``WORKDIR/checkpoints/<stage>`` after each
     (parameters, optimizer state, key, step); a killed run resumes from the last chunk.
 
     Returns:
@@ -88,7 +99,7 @@ def fit(stage: str, workdir: Path, loss_fn: Callable[[PyTree, PRNGKey], Array], 
     t0 = time.perf_counter()
     while done < steps:
         n = min(chunk, steps - done)
-        state, losses = run(state, jnp.zeros((n,)))
+        state, losses = run(state, n)
         done += n
         ckpt.save(done, state, {"steps": steps, "loss": float(jnp.mean(losses))})
         log(f"{stage}: step {done}/{steps} loss {float(jnp.mean(losses)):.4f} ({time.perf_counter() - t0:.0f} s)")
@@ -132,7 +143,8 @@ def train_autoencoder(settings: TwinSettings, workdir: Path, u: Array, std: np.n
                       ) -> tuple[TwinAutoencoder, PyTree, np.ndarray, np.ndarray]:
     """The autoencoder of the standardized states ``u`` ``(n, dim)`` and the mean and std of its latents."""
     ac, batch, augment = settings.autoencoder, settings.train.batch_size, settings.twin.augment_shifts
-    ae = TwinAutoencoder(dim=settings.setup.dim, kind=ac.kind, latent=ac.latent, hidden=ac.hidden)
+    ae = TwinAutoencoder(dim=settings.setup.dim, kind=ac.kind, latent=ac.latent, hidden=ac.hidden,
+                         downsample=ac.downsample)
     params = ae.init(key, u[:2, :, None])["params"]
 
     def loss(p, k):

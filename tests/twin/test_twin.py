@@ -20,7 +20,7 @@ from slams_jax.diffusion.schedules import VPSchedule
 from slams_jax.errors import ConfigError, TwinError
 from slams_jax.pipeline.methods import make_guidance, make_sampler
 from slams_jax.twin import lorenz
-from slams_jax.twin.assimilation import assimilate_twin, ensemble_statistics, observation
+from slams_jax.twin.assimilation import assimilate_twin, ensemble_statistics, observation, rank_histogram
 from slams_jax.twin.model import TwinModel
 from slams_jax.twin.networks import TwinAutoencoder, build_score
 from slams_jax.twin.settings import TwinSettings, maybe_twin_settings, twin_settings_from_config
@@ -44,12 +44,13 @@ def test_configs_become_typed_settings():
     s = _settings("lorenz96", "")
     assert isinstance(s, TwinSettings)
     assert s.setup.name.startswith("lorenz96") and s.setup.cycles == 1000 and s.twin.augment_shifts
-    assert s.score.network.hidden == (512, 512, 512) and s.score.window == 5
+    assert s.score.network.kind == "resnet" and s.score.network.hidden == (32,) and s.score.window == 5
     assert s.score.vp_schedule == VPSchedule(alpha="cos", eta=1e-3)
-    assert s.autoencoder.steps == 10000 and s.train.steps == 10000
+    assert s.train.steps == 6000 and s.twin.spaces == ("pixel",) and s.assimilation.cycled_lag == 5
+    assert s.assimilation.modes == ("filter", "cycled", "smoother")
     # the guidance and sampler settings are the main pipeline's, so its factories build them
-    assert make_sampler(s.assimilation) == PredictorCorrector(steps=64, corrections=1, tau=0.1)
-    assert make_guidance(s.assimilation) == SDA(gamma=1e-2)
+    assert make_sampler(s.assimilation) == PredictorCorrector(steps=64, corrections=1, tau=0.5)
+    assert make_guidance(s.assimilation) == SDA(gamma=1.0)
     assert make_guidance(dataclasses.replace(s.assimilation, guidance="mmps")) == MMPS(cg_iterations=3, cg_tolerance=0.0,
                                                                                          max_shift=None)
     assert _settings("lorenz63", "quick").setup.cycles == 100
@@ -63,6 +64,8 @@ def test_configs_become_typed_settings():
 
 @pytest.mark.parametrize("key, value, match", [
     ("assimilation.lag", 3, "config.assimilation.lag=3"),
+    ("assimilation.cycled_lag", 4, "config.assimilation.cycled_lag=4"),
+    ("assimilation.background_inflation", 0.0, "config.assimilation.background_inflation=0.0"),
     ("twin.spaces", ("pixel", "physical"), "config.twin.spaces"),
     ("twin.setup", "lorenz05", "config.twin.setup='lorenz05'"),
     ("twin.augment_shifts", True, "config.twin.augment_shifts=True"),
@@ -198,7 +201,7 @@ def test_experiment_table_puts_ours_next_to_every_published_number():
     # the ordering of the classical methods on this setup (their published RMSEs: 3.6 > 0.95 > 0.41 > 0.22)
     assert ours["climatology"]["rmse"] > ours["oi"]["rmse"] > ours["3dvar"]["rmse"] > ours["enkf"]["rmse"]
     rows = [{"space": "pixel", "mode": "filter", "members": 10, "rmse": 0.5, "spread": 0.4, "seconds": 1.0,
-             "failed": 2}]
+             "failed": 2, "ranks": [2.0] + [0.8] * 9 + [2.0]}]
     table = experiment.markdown("lorenz96", setup, ours, rows)
     lines = table.splitlines()
     for label, value in setup.published:
@@ -207,8 +210,9 @@ def test_experiment_table_puts_ours_next_to_every_published_number():
     # our numbers sit on the rows of the configurations we reproduce, and only there
     assert f"| {ours['3dvar']['rmse']:.2f} |" in next(line for line in lines if line.startswith("| Var3D"))
     assert f"| {ours['enkf']['rmse']:.2f} |" in next(line for line in lines if "PertObs" in line and "N=40" in line)
-    assert next(line for line in lines if line.startswith("| LETKF")).count("—") == 3
-    assert "| slams_jax pixel filter (N=10) | — | 0.50 | 0.40 | 1.0 | 2 |" in table
+    assert next(line for line in lines if line.startswith("| LETKF")).count("—") == 4
+    assert "| slams_jax pixel filter (N=10) | — | 0.50 | 0.40 | 0.80 | 1.0 | 2 |" in table
+    assert "- pixel filter: 2.00 0.80 0.80" in table
 
 
 def _run(module, *args):
@@ -262,3 +266,20 @@ def test_ensemble_statistics_drop_diverged_members_and_count_them():
     # cycles that were not analysed (the filter's first lag) are not counted as failures
     _, _, failed = ensemble_statistics(ens, np.array([True, True, True, False]), np.zeros(3), np.ones(3))
     assert failed == 2
+
+
+def test_rank_histogram_is_flat_for_a_calibrated_ensemble_and_u_shaped_for_a_narrow_one():
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal((400, 5))
+    calibrated = rng.standard_normal((400, 9, 5))  # truth and members from one distribution
+    narrow = 0.5 * rng.standard_normal((400, 9, 5))
+    scored = np.arange(400) >= 50
+    flat = rank_histogram(calibrated, truth, scored)
+    assert flat.shape == (10,) and flat.mean() == pytest.approx(1.0)
+    assert np.abs(flat - 1).max() < 0.25  # 1750 ranks: about 0.07 sampling std per bin
+    u = rank_histogram(narrow, truth, scored)
+    assert min(u[0], u[-1]) > 2.0 and u[3:7].max() < 0.8
+    # a cycle with a non-finite member is left out, not counted in the lowest bin
+    narrow[60, 0, 0] = np.nan
+    assert rank_histogram(narrow, truth, scored)[0] == pytest.approx(
+        rank_histogram(narrow, truth, scored & (np.arange(400) != 60))[0])

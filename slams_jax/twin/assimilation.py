@@ -172,10 +172,9 @@ def background(ens: Array, mean: Array, std: Array, inflation: float) -> tuple[A
     """
     ok = jnp.all(jnp.isfinite(ens) & (jnp.abs(ens - mean[None]) <= DIVERGED * std[None]), axis=-1)
     n = jnp.sum(ok.astype(ens.dtype))
-    w = jnp.broadcast_to(ok[:, None], ens.shape).astype(ens.dtype)
-    safe = jnp.where(w > 0, ens, 0.0)
-    m = jnp.sum(safe * w, 0) / jnp.maximum(n, 1.0)
-    var = inflation * jnp.sum(jnp.square(safe - m[None]) * w, 0) / jnp.maximum(n - 1.0, 1.0)
+    keep = jnp.broadcast_to(ok[:, None], ens.shape)
+    m = jnp.sum(jnp.where(keep, ens, 0.0), 0) / jnp.maximum(n, 1.0)
+    var = inflation * jnp.sum(jnp.where(keep, jnp.square(ens - m[None]), 0.0), 0) / jnp.maximum(n - 1.0, 1.0)
     precision = 1.0 / jnp.maximum(var, 1e-12) - 1.0 / jnp.square(std)
     none = jnp.square(1e6 * std)
     informative = precision > 1.0 / none
@@ -220,16 +219,15 @@ def _cycled(key: PRNGKey, model: TwinModel, space: str, obs: Array, a: TwinAssim
         return jax.vmap(window)(keys, ys, previous)
 
     keys = jax.random.split(key, len(ends) * members).reshape(len(ends), members, -1)
-    ys = np.asarray(windows(obs, jnp.asarray(ends - L + 1), L))
+    ys = windows(obs, jnp.asarray(ends - L + 1), L)
     out = np.full((len(ends), members, dim), np.nan, np.float32)
     previous = jnp.full((block, members, dim), jnp.nan, jnp.float32)
     for start in range(0, len(ends), block):
+        # the last block is padded with repeats of its last window (one compiled shape), their samples unused
+        index = jnp.asarray(np.minimum(np.arange(start, start + block), len(ends) - 1))
+        previous, _ = run(keys[index], ys[index], previous)
         n = min(block, len(ends) - start)
-        pad = lambda v: np.concatenate([v, np.repeat(v[-1:], block - n, 0)]) if n < block else v
-        ens, _ = run(jnp.asarray(pad(np.asarray(keys[start:start + n]))), jnp.asarray(pad(ys[start:start + n])),
-                     previous)
-        out[start:start + n] = np.asarray(ens)[:n]
-        previous = ens
+        out[start:start + n] = np.asarray(previous)[:n]
     full = np.full((T, members, dim), np.nan, np.float32)
     full[ends] = out
     analysed = np.zeros(T, bool)
@@ -248,7 +246,8 @@ def _smoother(key: PRNGKey, model: TwinModel, space: str, obs: Array, a: TwinAss
 
 def assimilate_twin(key: PRNGKey, model: TwinModel, data: lorenz.TwinData, space: str, mode: str,
                     a: TwinAssimilationSettings) -> Analysis:
-    """Run the ``filter`` or ``smoother`` on ``data`` with the prior of ``space``; see the module docstring."""
+    """Run the ``filter``, ``cycled`` or ``smoother`` mode on ``data`` with the prior of ``space``; see the module
+    docstring."""
     if space not in model.scores:
         raise TwinError(f"space={space!r}: no prior trained for it (trained: {sorted(model.scores)})")
     if mode not in MODES:
@@ -265,4 +264,5 @@ def assimilate_twin(key: PRNGKey, model: TwinModel, data: lorenz.TwinData, space
                     ranks=rank_histogram(ens, np.asarray(data.truth), scored))
 
 
-__all__ = ["Analysis", "DIVERGED", "ensemble_statistics", "rank_histogram", "background", "observation", "posterior_sampler", "assimilate_twin"]
+__all__ = ["Analysis", "DIVERGED", "ensemble_statistics", "rank_histogram", "background", "observation",
+           "posterior_sampler", "assimilate_twin"]

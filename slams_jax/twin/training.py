@@ -15,7 +15,6 @@ layout of its checkpoints.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from pathlib import Path
@@ -57,7 +56,7 @@ def _chunk_runner(loss_fn: Callable[[PyTree, PRNGKey], Array], optimizer: optax.
     50 ms per call), and the dispatch costs nothing next to a step.
     """
 
-    @functools.partial(jax.jit, donate_argnums=0)
+    @jax.jit
     def step(state):
         key, sub = jax.random.split(state["key"])
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], sub)

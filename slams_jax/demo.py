@@ -60,6 +60,9 @@ def _test_states(model: TrainedModel, arrays: datasets.Arrays, max_states: int) 
 
 
 def _band_ratios(spec_a: np.ndarray, spec_b: np.ndarray) -> dict[str, float]:
+    """Energy ratio of ``spec_a`` to ``spec_b`` per wavenumber band; spectra ``(..., k)``, averaged over states."""
+    spec_a = np.asarray(spec_a).reshape(-1, np.shape(spec_a)[-1]).mean(0)
+    spec_b = np.asarray(spec_b).reshape(-1, np.shape(spec_b)[-1]).mean(0)
     out = {}
     for lo, hi in SPECTRUM_BANDS:
         if hi <= len(spec_a):

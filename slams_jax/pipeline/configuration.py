@@ -201,7 +201,8 @@ class SamplingSettings:
 
     Attributes:
         guidance: ``sda``, ``dps`` or ``mmps``; ``gamma``, ``zeta``, ``cg_iterations``, ``cg_tolerance`` are
-            their settings, ``max_shift`` the trust region of all three (0: none).
+            their settings, ``mmps_solver`` MMPS's linear solve (``cg``, or ``robust`` for learned priors: see
+            :class:`~slams_jax.diffusion.guidance.MMPS`), ``max_shift`` the trust region of all three (0: none).
         sampler: ``multistep`` (default: the second-order sampler, ``eta``, ``order``), ``diffrax_pc`` and ``pc``
             (the reference predictor-corrector, ``corrections``, ``tau``), ``sde`` (reverse SDE) or ``ode``
             (probability flow, ``solver``); ``steps`` is the step count of all
@@ -215,6 +216,7 @@ class SamplingSettings:
     zeta: float = 1.0
     cg_iterations: int = 16
     cg_tolerance: float = 1e-2
+    mmps_solver: Literal["cg", "robust"] = "cg"
     max_shift: float = 3.0
     sampler: Literal["multistep", "diffrax_pc", "pc", "sde", "ode"] = "multistep"
     steps: int = MULTISTEP_STEPS

@@ -26,7 +26,7 @@ def make_guidance(a) -> Guidance:
     if a.guidance == "dps":
         return DPS(zeta=a.zeta, **limit)
     return MMPS(cg_iterations=a.cg_iterations, cg_tolerance=a.cg_tolerance,
-                solver=getattr(a, "mmps_solver", "cg"), **limit)
+                solver=a.mmps_solver, **limit)
 
 
 def make_sampler(a) -> Sampler:

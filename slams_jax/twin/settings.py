@@ -144,8 +144,8 @@ class TwinAssimilationSettings(SamplingSettings):
         modes: ``filter``, ``cycled`` and/or ``smoother`` (see :mod:`slams_jax.twin.assimilation`).
         lag: States of the filter's window ending at the analysis time.
         members: Ensemble size.
-        guidance, gamma, zeta, cg_iterations: The guidance and its settings, as in the main pipeline;
-            ``mmps_solver`` is :class:`~slams_jax.diffusion.guidance.MMPS`'s ``solver``.
+        guidance, gamma, zeta, cg_iterations, mmps_solver: The guidance and its settings, as in the main
+            pipeline.
         sampler, steps, corrections, tau, solver: The sampler and its settings, as in the main pipeline
             (``pc``, the plain ``lax.scan`` predictor-corrector, by default).
         batch_windows: Filter windows sampled at once.
@@ -163,7 +163,6 @@ class TwinAssimilationSettings(SamplingSettings):
     cg_iterations: int = 3
     cg_tolerance: float = 0.0
     max_shift: float = 0.0
-    mmps_solver: Literal["cg", "robust"] = "cg"  # MMPS's solve: ``robust`` for learned priors (see MMPS)
     sampler: Literal["multistep", "diffrax_pc", "pc", "sde", "ode"] = "pc"
     steps: int = STEPS
     tau: float = 0.1  # tau 1 doubles a Gaussian posterior's variance at each correction (docs/twin.md)

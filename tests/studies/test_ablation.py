@@ -19,7 +19,7 @@ from synthetic_era5 import LAT, era5_config
 FACTOR = {"coarsen": "coarsen", "noise": "std", "gap": "gap"}  # the field each sweep varies
 
 
-@pytest.mark.parametrize("variant", ["", "cpu", "quick", "era5"])
+@pytest.mark.parametrize("variant", ["", "cpu", "state", "quick", "era5"])
 def test_every_sweep_varies_one_factor_about_a_shared_reference(variant):
     s = ablation.ablation_settings(load_config("ablation", variant))  # every configured method is known
     settings = ablation.study_settings(s.study)
@@ -39,6 +39,17 @@ def test_every_sweep_varies_one_factor_about_a_shared_reference(variant):
     assert {st.std for st in by["coarsen"]} == {st.std for st in by["gap"]}
     assert all((st.gap > 0) == (st.sweep == "gap") for st in settings)
     assert all(st.coarsen == 1 for st in by["gap"]) and all(st.gap == 0 for st in by["noise"])
+
+
+def test_state_variant_runs_the_full_studys_settings_with_the_state_only_prior():
+    """:state observes exactly as the full study (the same settings at the same places, so the same keys) and
+    trains only what slams_0aux needs; the study's priors train longer than the demo's, :quick's do not."""
+    full, state = (ablation.ablation_settings(load_config("ablation", v)) for v in ("", "state"))
+    assert ablation.study_settings(state.study) == ablation.study_settings(full.study)
+    assert ablation.needed_models(state) == ["state"] and state.models["state"].stages == ("autoencoder", "score")
+    assert state.study.windows > full.study.windows and state.study.members >= full.study.members
+    steps = lambda v: load_config("ablation", v).experiment.train.score.steps
+    assert steps("") > load_config("kolmogorov").train.steps and steps("quick") <= 100
 
 
 def test_spread_order_covers_every_sweep_first_and_keeps_the_keys():

@@ -59,10 +59,13 @@ def _test_states(model: TrainedModel, arrays: datasets.Arrays, max_states: int) 
     return {k: a[traj, t] for k, a in arrays.items()}
 
 
+def _mean_spectrum(states: np.ndarray) -> np.ndarray:
+    """Kinetic-energy spectrum ``(k,)`` of states ``(n, y, x, 2)``, averaged over the states."""
+    return np.asarray(isotropic_energy_spectrum(jnp.asarray(states))[1]).mean(0)
+
+
 def _band_ratios(spec_a: np.ndarray, spec_b: np.ndarray) -> dict[str, float]:
-    """Energy ratio of ``spec_a`` to ``spec_b`` per wavenumber band; spectra ``(..., k)``, averaged over states."""
-    spec_a = np.asarray(spec_a).reshape(-1, np.shape(spec_a)[-1]).mean(0)
-    spec_b = np.asarray(spec_b).reshape(-1, np.shape(spec_b)[-1]).mean(0)
+    """Energy ratio of ``spec_a`` to ``spec_b`` per wavenumber band, of mean spectra ``(k,)``."""
     out = {}
     for lo, hi in SPECTRUM_BANDS:
         if hi <= len(spec_a):
@@ -100,8 +103,8 @@ def evaluate(model: TrainedModel, test: datasets.Arrays, key, n_samples: int, st
 
     truth_state = norm.denormalize(state_name, states[state_name])
     recon_state = norm.denormalize(state_name, np.concatenate(recon[state_name]))
-    true_spec = np.asarray(isotropic_energy_spectrum(jnp.asarray(truth_state))[1])
-    recon_spec = np.asarray(isotropic_energy_spectrum(jnp.asarray(recon_state))[1])
+    true_spec = _mean_spectrum(truth_state)
+    recon_spec = _mean_spectrum(recon_state)
 
     t0 = time.perf_counter()
     sample = jax.jit(lambda k: model.sample_prior(k, n_samples, length, model.latent_shape(),
@@ -110,7 +113,7 @@ def evaluate(model: TrainedModel, test: datasets.Arrays, key, n_samples: int, st
     sample_s = time.perf_counter() - t0
     decoded = np.asarray(jax.jit(lambda z: model.decode(z, state_name))(jnp.asarray(z)))
     samples = norm.denormalize(state_name, decoded.reshape((-1,) + decoded.shape[2:]))
-    sample_spec = np.asarray(isotropic_energy_spectrum(jnp.asarray(samples))[1])
+    sample_spec = _mean_spectrum(samples)
     state_vars = settings.data.state.variables
     report["prior"] = {
         "n_trajectories": n_samples, "length": length, "steps": steps, "corrections": corrections,

@@ -40,7 +40,8 @@ def _args(argv):
     p.add_argument("--test", default="2021-01-17,2021-01-20")
     p.add_argument("--length", type=int, default=8, help="states of the assimilated test window")
     p.add_argument("--members", type=int, default=8)
-    p.add_argument("--steps", type=int, default=600, help="training steps of the score (the autoencoder: 2/3)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="training steps of the score (the autoencoder: half); 0: configs/dataset.py's")
     return p.parse_args(argv)
 
 
@@ -60,9 +61,10 @@ def config(args, out: Path):
     c.data.variables = tuple(args.variables.split(","))
     c.data.cadence = args.cadence
     c.data.train, c.data.valid, c.data.test = (tuple(getattr(args, s).split(",")) for s in ("train", "valid", "test"))
-    c.train.steps = args.steps
-    c.train.autoencoder.steps = max(1, 2 * args.steps // 3)
-    c.train.eval_every = c.train.checkpoint_every = max(1, args.steps // 2)
+    if args.steps:
+        c.train.steps = args.steps
+        c.train.autoencoder.steps = max(1, args.steps // 2)
+        c.train.eval_every = c.train.checkpoint_every = max(1, args.steps // 4)
     a = c.assimilation
     a.length, a.members, a.figures = args.length, args.members, False
     a.observations = ()

@@ -27,6 +27,14 @@ from slams_jax.metrics import ensemble_scores
 from slams_jax.observation.observations import Observation
 
 
+def spread_skill_noise(spread: float, rmse: float, noise: float, members: int) -> float:
+    """:math:`\\sqrt{(1 + 1/M)\\,\\mathrm{spread}^2 + s^2} / \\mathrm{RMSE}`: 1 for a calibrated ensemble of
+    ``members`` scored against observations with noise std ``noise`` (NaN for one member or a zero RMSE)."""
+    if members < 2 or not rmse > 0:
+        return math.nan
+    return math.sqrt((1 + 1 / members) * spread**2 + noise**2) / rmse
+
+
 def _channel_names(obs: Observation, channels, count: int) -> tuple[str, ...]:
     names = channels.get(obs.name) if isinstance(channels, Mapping) else channels
     if names is None:
@@ -76,11 +84,10 @@ def scores_at_observations(
         noise = np.sqrt(np.mean(np.square(obs.std_array().astype(np.float64)).reshape(-1, len(names)), axis=0))
         for c, name in enumerate(names):
             s = scores[name]
-            total = math.sqrt((1 + 1 / m) * s["spread"] ** 2 + noise[c] ** 2) if m > 1 else math.nan
-            s.update(noise_std=float(noise[c]), spread_skill_noise=total / s["rmse"] if s["rmse"] > 0 else math.nan,
+            s.update(noise_std=float(noise[c]), spread_skill_noise=spread_skill_noise(s["spread"], s["rmse"], noise[c], m),
                      count=float(obs.values[..., c].size))
         out[obs.name] = scores
     return out
 
 
-__all__ = ["scores_at_observations"]
+__all__ = ["scores_at_observations", "spread_skill_noise"]

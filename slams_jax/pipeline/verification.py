@@ -32,6 +32,7 @@ import xarray as xr
 
 from slams_jax import coords
 from slams_jax.baselines.interpolation import spatial_interpolation
+from slams_jax.baselines.verification import spread_skill_noise
 from slams_jax.errors import ConfigError
 from slams_jax.metrics import ensemble_scores
 from slams_jax.observation.files import read_table
@@ -53,7 +54,11 @@ def _ensemble_array(ens: np.ndarray, window: xr.Dataset, channels) -> xr.DataArr
 
 
 def point_scores(points, members: int) -> dict[str, dict[str, float]]:
-    """Per variable, the scores of sampled members (``member_k`` columns, or ``mean``) against ``observation``."""
+    """Per variable, the scores of sampled members (``member_k`` columns, or ``mean``) against ``observation``.
+
+    Where the table gives every row's noise (``std``), ensembles also get ``noise_std`` (the RMS of the stds)
+    and ``spread_skill_noise`` (:func:`slams_jax.baselines.verification.spread_skill_noise`: 1 for a calibrated
+    ensemble scored against noisy values, where the plain ``spread_skill`` falls short of 1)."""
     out = {}
     kept = points[np.isfinite(points["mean"].to_numpy(float)) & np.isfinite(points["observation"].to_numpy(float))]
     for variable, rows in kept.groupby("variable", sort=False):
@@ -63,6 +68,9 @@ def point_scores(points, members: int) -> dict[str, dict[str, float]]:
         s = ensemble_scores(ens, truth, (str(variable),))[str(variable)]
         if members == 1:  # one field: no spread; its CRPS is the mean absolute error
             s.pop("spread"), s.pop("spread_skill")
+        elif "std" in rows and np.isfinite(rows["std"].to_numpy(float)).all():  # the withheld values are noisy
+            noise = float(np.sqrt(np.mean(np.square(rows["std"].to_numpy(np.float64)))))
+            s.update(noise_std=noise, spread_skill_noise=spread_skill_noise(s["spread"], s["rmse"], noise, members))
         s["count"] = int(len(rows))
         out[str(variable)] = s
     return out
@@ -176,9 +184,10 @@ def write_points(path: Path, points) -> None:
 
 
 def format_verification(v: Mapping[str, Any]) -> str:
-    """The verification table: per variable, every method's RMSE, spread and CRPS at the withheld stations."""
+    """The verification table: per variable, every method's RMSE, spread, spread/RMSE (plain, and with the
+    stations' noise: ``+noise``) and CRPS at the withheld stations."""
     lines = [f"verification at {v['matched']} withheld station values ({v['table']}):",
-             f"  {'':12s} {'method':18s} {'RMSE':>8s} {'spread':>8s} {'spr/RMSE':>8s} {'CRPS':>8s}"]
+             f"  {'':12s} {'method':18s} {'RMSE':>8s} {'spread':>8s} {'spr/RMSE':>8s} {'+noise':>8s} {'CRPS':>8s}"]
     variables = next(iter(v["methods"].values())).keys()
     for var in variables:
         for method, per in v["methods"].items():
@@ -186,7 +195,8 @@ def format_verification(v: Mapping[str, Any]) -> str:
             if s is None:
                 continue
             spread = f"{s['spread']:8.4f} {s['spread_skill']:8.3f}" if "spread" in s else f"{'-':>8s} {'-':>8s}"
-            lines.append(f"  {var:12s} {method:18s} {s['rmse']:8.4f} {spread} {s['crps']:8.4f}")
+            noisy = f"{s['spread_skill_noise']:8.3f}" if "spread_skill_noise" in s else f"{'-':>8s}"
+            lines.append(f"  {var:12s} {method:18s} {s['rmse']:8.4f} {spread} {noisy} {s['crps']:8.4f}")
     return "\n".join(lines)
 
 

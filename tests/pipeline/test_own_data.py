@@ -60,3 +60,24 @@ def test_stations_in_withheld_stations_scored_smoother_and_filter(tmp_path):
     with xr.open_dataset(out / "analysis.nc") as analysis:
         assert analysis.sizes["valid_time"] == 6 and np.isfinite(analysis["analysis"].values).all()  # the file's name
         np.testing.assert_array_equal(analysis["longitude"].values, LON)
+
+
+def test_withheld_scores_account_for_the_stations_noise():
+    """A calibrated ensemble scored against noisy withheld values: the plain spread/RMSE falls short of 1 by the
+    noise, the noise-aware one is 1; without a ``std`` column only the plain one is reported."""
+    from slams_jax.pipeline.verification import point_scores
+
+    rng = np.random.default_rng(0)
+    rows, members, sigma, noise = 40_000, 8, 0.3, 0.5
+    centre = rng.normal(size=rows)
+    truth = centre + sigma * rng.normal(size=rows)
+    ens = centre + sigma * rng.normal(size=(members, rows))
+    table = pd.DataFrame({"variable": "t2m", "observation": truth + noise * rng.normal(size=rows), "std": noise,
+                          "mean": ens.mean(0), **{f"member_{k}": ens[k] for k in range(members)}})
+    s = point_scores(table, members)["t2m"]
+    assert s["noise_std"] == pytest.approx(noise)
+    assert s["spread_skill_noise"] == pytest.approx(1.0, abs=0.02)
+    # the plain ratio carries the finite-ensemble factor (metrics.ensemble_scores) but not the noise
+    expected_plain = np.sqrt(1 + 1 / members) * sigma / np.sqrt((1 + 1 / members) * sigma**2 + noise**2)
+    assert s["spread_skill"] == pytest.approx(expected_plain, abs=0.02) and s["spread_skill"] < 0.6
+    assert "spread_skill_noise" not in point_scores(table.drop(columns="std"), members)["t2m"]

@@ -77,8 +77,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # Station-like observations of the state by default. MMPS guidance (exact on Gaussian problems) with the
     # predictor-corrector, one Langevin correction per step at tau 0.2: on the worked example's learned prior the
     # probability-flow Multistep sampler was unconverged at 32 steps (withheld-station RMSE 1.08, 0.83 at 64,
-    # 0.70 at 128), the predictor-corrector at 0.52-0.54 for tau 0.1-0.3 (docs/own_data.md); with MMPS it is
-    # within the sampling error on the Gaussian problems at tau 0.1 and 0.3 (docs/assimilation.md).
+    # 0.70 at 128), the predictor-corrector at 0.52-0.54 for tau 0.1-0.3 (docs/own_data.md). On the Gaussian
+    # problems (docs/assimilation.md) MMPS with it has its mean within the sampling error at tau 0.1 and 0.3,
+    # its covariance error 0.9-1.8x the sampling error at tau 0.1 and up to 2.8x at 0.3.
     with config.assimilation.ignore_type():  # a date-time such as 2021-01-25T00, or an index; empty: the first
         config.assimilation.start = ""
     config.assimilation.stations = ""  # a table of stations to assimilate (time, lat, lon, variable, observation)

@@ -84,8 +84,8 @@ def scores_at_observations(
         noise = np.sqrt(np.mean(np.square(obs.std_array().astype(np.float64)).reshape(-1, len(names)), axis=0))
         for c, name in enumerate(names):
             s = scores[name]
-            s.update(noise_std=float(noise[c]), spread_skill_noise=spread_skill_noise(s["spread"], s["rmse"], noise[c], m),
-                     count=float(obs.values[..., c].size))
+            s.update(noise_std=float(noise[c]), count=float(obs.values[..., c].size),
+                     spread_skill_noise=spread_skill_noise(s["spread"], s["rmse"], noise[c], m))
         out[obs.name] = scores
     return out
 

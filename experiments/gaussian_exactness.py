@@ -7,7 +7,7 @@ callable prior, and prints one JSON line per (method, problem): the largest stan
 relative Frobenius covariance error, and the same for exact draws of the posterior (the sampling error floor).
 ``default`` is what ``posterior_sample`` does when given nothing (MMPS, ``Multistep``); the others are named
 guidance-sampler-setting (``pc``: the predictor-corrector with one correction; ``ode``/``sde``: ``Multistep``
-with ``eta`` 0 or 1; ``trust``: ``max_shift=3``).
+with ``eta`` 0 or 1; ``trust``: ``max_shift=3``; ``robust``: ``MMPS(solver="robust")``).
 """
 
 from __future__ import annotations

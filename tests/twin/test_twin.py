@@ -44,9 +44,9 @@ def test_configs_become_typed_settings():
     s = _settings("lorenz96", "")
     assert isinstance(s, TwinSettings)
     assert s.setup.name.startswith("lorenz96") and s.setup.cycles == 1000 and s.twin.augment_shifts
-    assert s.score.network.kind == "resnet" and s.score.network.hidden == (32,) and s.score.window == 5
+    assert s.score.network.kind == "resnet" and s.score.network.hidden == (32,) and s.score.window == 7
     assert s.score.vp_schedule == VPSchedule(alpha="cos", eta=1e-3)
-    assert s.train.steps == 6000 and s.twin.spaces == ("pixel",) and s.assimilation.cycled_lag == 5
+    assert s.train.steps == 6000 and s.twin.spaces == ("pixel",) and s.assimilation.cycled_lag == 7
     assert s.assimilation.modes == ("filter", "cycled", "smoother")
     # the guidance and sampler settings are the main pipeline's, so its factories build them
     assert make_sampler(s.assimilation) == PredictorCorrector(steps=64, corrections=1, tau=0.5)
